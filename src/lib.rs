@@ -1,0 +1,7 @@
+//! Aurora DSQL MCP server: a Model Context Protocol server over stdio that lets an
+//! AI agent query and change an Amazon Aurora DSQL cluster safely.
+//!
+//! See ARCHITECTURE.md for the map of modules and the path of one tool call.
+
+pub mod policy;
+pub mod value;

@@ -1,0 +1,144 @@
+//! The SQL policy: what may reach the cluster.
+//!
+//! Two checks stand between an agent's SQL and the database, both on a real
+//! parser (sqlparser-dsql, which knows DSQL-only syntax):
+//! - the guard (`guard`): safety in every mode, and read-only by default;
+//! - the rule checker (`rules`): what DSQL itself refuses, plus the power's
+//!   policy rules, applied to every statement that may write.
+//!
+//! Both run before a connection is taken: nothing they reject reaches the database.
+
+use std::fmt;
+
+/// How a tool writes placeholders in its SQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placeholders {
+    /// The reference tools: psycopg's `%s` (also `%b`, `%t`) and `%%` for a literal `%`,
+    /// translated only when parameters are supplied.
+    Psycopg,
+    /// The power tools: PostgreSQL's own `$1`, `$2`, ...
+    Numbered,
+}
+
+/// Whether the server was started with `--allow-writes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// What kind of statement the guard let through; the executor uses it to decide
+/// how the statement runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatementKind {
+    /// SELECT (without side effects), VALUES, SHOW, EXPLAIN of a read.
+    Read,
+    /// INSERT, UPDATE, DELETE, and other data changes.
+    Dml,
+    /// Schema changes (CREATE, ALTER, DROP, GRANT, ...).
+    Ddl,
+    /// `SET TRANSACTION ...` that only tightens the transaction.
+    TransactionSetting,
+    /// Any other statement allowed in read-write mode (SET, RESET of a plain setting, ...).
+    Other,
+    /// DSQL's `CALL sys.wait_for_job('<job id>')`: must run outside a transaction block.
+    WaitForJob,
+}
+
+/// A statement the guard accepted, ready for the extended protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The SQL with placeholders translated to `$n`.
+    pub sql: String,
+    pub kind: StatementKind,
+    /// The command tag an agent sees (`SELECT`, `INSERT`, `CREATE TABLE`, ...).
+    pub command: String,
+    /// Number of `$n` parameters the statement takes.
+    pub param_count: usize,
+}
+
+/// Why the guard refused a statement. `Display` starts with the reference
+/// server's message (agents match on it) and ends with the specific reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicyError {
+    /// A write in read-only mode.
+    WriteNotAllowed(String),
+    /// Something dangerous in any mode, or SQL that cannot be parsed (fail closed).
+    Injection(String),
+    /// More than one statement, or caller transaction control.
+    Bypass(String),
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyError::WriteNotAllowed(why) => write!(
+                f,
+                "Your MCP server does not allow write operations. To use write operations, change the MCP configuration per README.md ({why})"
+            ),
+            PolicyError::Injection(why) => {
+                write!(f, "Your query contains risky injection patterns: {why}")
+            }
+            PolicyError::Bypass(why) => write!(
+                f,
+                "Query contains patterns that could bypass read-only transaction controls: {why}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// Checks one caller statement. `params` is the number of parameters supplied
+/// (`None` when the caller passed none, which for `Psycopg` leaves `%` alone). (stub)
+pub fn check(
+    sql: &str,
+    params: Option<usize>,
+    style: Placeholders,
+    access: Access,
+) -> Result<Checked, PolicyError> {
+    let _ = (params, style, access);
+    Ok(Checked {
+        sql: sql.to_owned(),
+        kind: StatementKind::Read,
+        command: "SELECT".into(),
+        param_count: 0,
+    })
+}
+
+/// Which DSQL rules the checker enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RuleSet {
+    /// What the cluster refuses plus the power's policy (no foreign keys, no JSON columns).
+    #[default]
+    Power,
+    /// Only what the cluster itself refuses (`--rules cluster`).
+    Cluster,
+}
+
+/// Statements the rule checker refused; `Display` lists each diagnostic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleViolation {
+    pub message: String,
+}
+
+impl fmt::Display for RuleViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RuleViolation {}
+
+/// Checks the statements of one transaction against DSQL's rules: each
+/// statement, and the per-transaction rules over the whole list. (stub)
+pub fn check_rules(statements: &[&str], rules: RuleSet) -> Result<(), RuleViolation> {
+    let _ = (statements, rules);
+    Ok(())
+}
+
+/// The `dsql_lint` tool's result, in the reference's JSON shape. (stub)
+pub fn lint(sql: &str, fix: bool) -> serde_json::Value {
+    let _ = (sql, fix);
+    serde_json::json!({"diagnostics": [], "fixed_sql": null, "summary": {"errors": 0, "warnings": 0, "fixed": 0}})
+}
