@@ -3,5 +3,10 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the path of one tool call.
 
+pub mod config;
+pub mod connection;
+pub mod executor;
 pub mod policy;
+pub mod server;
+pub mod tools;
 pub mod value;

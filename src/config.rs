@@ -1,0 +1,506 @@
+//! Configuration: the command line and environment, resolved once at start-up.
+//!
+//! Two ways of configuring the server must keep working side by side:
+//! - the reference server's flags (`--cluster_endpoint`, `--database_user`, `--region`, ...),
+//!   spelled exactly as the Python `awslabs.aurora-dsql-mcp-server` spells them, so an
+//!   existing `mcp.json` only swaps the command;
+//! - the Kiro power's environment (`CLUSTER`, `REGION`, `AWS_PROFILE`).
+//!
+//! Flags win over the environment. A missing cluster is not an error: the server starts
+//! without database tools' backing ("docs-only"), as the reference does.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::policy::{Access, RuleSet};
+
+/// The reference server's effective knowledge-server default (its argparse default).
+pub const DEFAULT_KNOWLEDGE_SERVER: &str = "https://xmfe3hc3pk.execute-api.us-east-2.amazonaws.com";
+
+/// The command line, as parsed by clap. See [`Config::from_args`] for how it is resolved.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "aurora-dsql-mcp-server",
+    version,
+    about = "MCP server for Amazon Aurora DSQL (stdio). Read-only unless --allow-writes.",
+    long_about = None
+)]
+pub struct Args {
+    /// Cluster endpoint, e.g. <id>.dsql.us-east-1.on.aws (env CLUSTER also accepts a bare cluster id).
+    #[arg(long = "cluster_endpoint", value_name = "HOST")]
+    pub cluster_endpoint: Option<String>,
+
+    /// Database user; `admin` mints DbConnectAdmin tokens, any other role DbConnect.
+    #[arg(long = "database_user", value_name = "USER")]
+    pub database_user: Option<String>,
+
+    /// AWS region of the cluster (env REGION, then AWS_REGION).
+    #[arg(long = "region", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Allow write operations (transact/execute); without it every call is read-only.
+    #[arg(long = "allow-writes")]
+    pub allow_writes: bool,
+
+    /// AWS profile for credentials (env AWS_PROFILE).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profile: Option<String>,
+
+    /// Remote knowledge server for the documentation tools (https only).
+    #[arg(long = "knowledge-server", value_name = "URL", default_value = DEFAULT_KNOWLEDGE_SERVER)]
+    pub knowledge_server: String,
+
+    /// Timeout in seconds for knowledge-server requests.
+    #[arg(
+        long = "knowledge-timeout",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    pub knowledge_timeout: f64,
+
+    /// Database port (DSQL listens on 5432; change it only for a local stand-in).
+    #[arg(long = "port", value_name = "PORT", default_value_t = 5432)]
+    pub port: u16,
+
+    /// PEM file of the CA that signs the server certificate, instead of the system and
+    /// webpki roots (for a local stand-in). Verification is always on.
+    #[arg(long = "ssl-root-cert", value_name = "PATH", env = "PGSSLROOTCERT")]
+    pub ssl_root_cert: Option<PathBuf>,
+
+    /// Which DSQL rules the checker enforces: `power` (default: what the cluster refuses
+    /// plus the power's policy on foreign keys and JSON columns) or `cluster`.
+    #[arg(long = "rules", value_name = "SET", env = "DSQL_RULES", value_parser = parse_rules, default_value = "power")]
+    pub rules: RuleSet,
+}
+
+fn parse_rules(s: &str) -> Result<RuleSet, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "power" => Ok(RuleSet::Power),
+        "cluster" => Ok(RuleSet::Cluster),
+        other => Err(format!("expected `power` or `cluster`, got `{other}`")),
+    }
+}
+
+/// Where the database is and who connects to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    pub endpoint: String,
+    pub port: u16,
+    pub user: String,
+    pub region: String,
+    pub profile: Option<String>,
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+impl Database {
+    /// Whether tokens are minted for the built-in `admin` role (DbConnectAdmin).
+    pub fn is_admin(&self) -> bool {
+        self.user == "admin"
+    }
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `None` when endpoint, user or region could not be resolved: database tools then
+    /// answer "Database not configured".
+    pub database: Option<Database>,
+    /// What is missing when `database` is `None`, for the start-up warning.
+    pub missing: Vec<&'static str>,
+    pub access: Access,
+    pub rules: RuleSet,
+    pub knowledge_server: String,
+    pub knowledge_timeout: Duration,
+}
+
+/// A configuration the server cannot start with; printed as one line on stderr.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("Knowledge server URL must use HTTPS protocol. Got: {0}")]
+    KnowledgeNotHttps(String),
+    #[error("Knowledge server URL is malformed. Got: {0}")]
+    KnowledgeMalformed(String),
+    #[error("Knowledge timeout must be positive. Got: {0}")]
+    KnowledgeTimeout(f64),
+    #[error("--ssl-root-cert {0}: file cannot be read: {1}")]
+    RootCert(String, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The environment variables the server reads, captured so resolution is testable.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub cluster: Option<String>,
+    pub region: Option<String>,
+    pub aws_region: Option<String>,
+    pub aws_profile: Option<String>,
+}
+
+impl Env {
+    /// Reads the process environment; empty values count as unset.
+    pub fn from_process() -> Env {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        Env {
+            cluster: get("CLUSTER"),
+            region: get("REGION"),
+            aws_region: get("AWS_REGION"),
+            aws_profile: get("AWS_PROFILE"),
+        }
+    }
+}
+
+impl Config {
+    /// Resolves flags and environment into a configuration.
+    pub fn from_args(args: Args, env: &Env) -> Result<Config, ConfigError> {
+        let knowledge_server = validate_knowledge_url(&args.knowledge_server)?;
+        if !(args.knowledge_timeout > 0.0 && args.knowledge_timeout.is_finite()) {
+            return Err(ConfigError::KnowledgeTimeout(args.knowledge_timeout));
+        }
+        if let Some(path) = &args.ssl_root_cert {
+            std::fs::metadata(path)
+                .map_err(|e| ConfigError::RootCert(path.display().to_string(), e.to_string()))?;
+        }
+
+        let trimmed = |s: &Option<String>| {
+            s.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let flag_endpoint = trimmed(&args.cluster_endpoint);
+        let from_env = flag_endpoint.is_none() && env.cluster.is_some();
+        let raw_endpoint = flag_endpoint.or_else(|| trimmed(&env.cluster));
+
+        let region = trimmed(&args.region)
+            .or_else(|| trimmed(&env.region))
+            .or_else(|| trimmed(&env.aws_region))
+            .or_else(|| raw_endpoint.as_deref().and_then(region_of_endpoint));
+
+        let endpoint = match (&raw_endpoint, &region) {
+            (Some(e), Some(r)) if is_cluster_id(e) => Some(format!("{e}.dsql.{r}.on.aws")),
+            (Some(e), None) if is_cluster_id(e) => None,
+            (Some(e), _) => Some(validate_host(e)?),
+            (None, _) => None,
+        };
+
+        let user = trimmed(&args.database_user).or_else(|| from_env.then(|| "admin".to_owned()));
+
+        let mut missing = Vec::new();
+        if endpoint.is_none() {
+            missing.push(if raw_endpoint.is_some() {
+                "--region (needed to expand the CLUSTER id)"
+            } else {
+                "--cluster_endpoint (or CLUSTER)"
+            });
+        }
+        if user.is_none() {
+            missing.push("--database_user");
+        }
+        if region.is_none() && raw_endpoint.is_none() {
+            missing.push("--region (or REGION)");
+        }
+
+        let database = match (endpoint, user, region) {
+            (Some(endpoint), Some(user), Some(region)) => Some(Database {
+                endpoint,
+                port: args.port,
+                user,
+                region,
+                profile: trimmed(&args.profile).or_else(|| env.aws_profile.clone()),
+                ssl_root_cert: args.ssl_root_cert.clone(),
+            }),
+            _ => None,
+        };
+        if args.port == 0 {
+            return Err(ConfigError::Invalid(
+                "--port must be between 1 and 65535".into(),
+            ));
+        }
+
+        Ok(Config {
+            database,
+            missing,
+            access: if args.allow_writes {
+                Access::ReadWrite
+            } else {
+                Access::ReadOnly
+            },
+            rules: args.rules,
+            knowledge_server,
+            knowledge_timeout: Duration::from_secs_f64(args.knowledge_timeout),
+        })
+    }
+}
+
+/// A DSQL cluster id: 26 lower-case letters and digits.
+pub fn is_cluster_id(s: &str) -> bool {
+    s.len() == 26
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The region inside a DSQL endpoint (`<id>.dsql[-suffix].<region>.on.aws`), if it is one.
+pub fn region_of_endpoint(endpoint: &str) -> Option<String> {
+    let host = endpoint.strip_suffix(".on.aws")?;
+    let (rest, region) = host.rsplit_once('.')?;
+    let (_, service) = rest.rsplit_once('.')?;
+    (service.starts_with("dsql") && !region.is_empty()).then(|| region.to_owned())
+}
+
+fn validate_host(host: &str) -> Result<String, ConfigError> {
+    let ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    if ok {
+        Ok(host.to_ascii_lowercase())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "cluster endpoint `{host}` is not a host name (expected <cluster id>.dsql.<region>.on.aws or a 26-character cluster id)"
+        )))
+    }
+}
+
+/// https only; plain http only to a loopback address (tests and local mirrors).
+fn validate_knowledge_url(url: &str) -> Result<String, ConfigError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| ConfigError::KnowledgeNotHttps(url.to_owned()))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host_of_authority(authority);
+    if host.is_empty() {
+        return Err(ConfigError::KnowledgeMalformed(url.to_owned()));
+    }
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1")
+        || host.starts_with("127.")
+            && host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.is_loopback());
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(url.to_owned()),
+        "http" if loopback => Ok(url.to_owned()),
+        _ => Err(ConfigError::KnowledgeNotHttps(url.to_owned())),
+    }
+}
+
+/// The host of `user@host:port` or `[v6]:port`.
+fn host_of_authority(authority: &str) -> &str {
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = hostport.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    hostport.split(':').next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("aurora-dsql-mcp-server").chain(list.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn reference_flags_resolve() {
+        let c = Config::from_args(
+            args(&[
+                "--cluster_endpoint",
+                "abc.dsql.us-east-1.on.aws",
+                "--database_user",
+                "admin",
+                "--region",
+                "us-east-1",
+            ]),
+            &Env::default(),
+        )
+        .unwrap();
+        let db = c.database.unwrap();
+        assert_eq!(db.endpoint, "abc.dsql.us-east-1.on.aws");
+        assert_eq!(db.port, 5432);
+        assert!(db.is_admin());
+        assert_eq!(c.access, Access::ReadOnly);
+        assert_eq!(c.rules, RuleSet::Power);
+        assert_eq!(c.knowledge_server, DEFAULT_KNOWLEDGE_SERVER);
+        assert_eq!(c.knowledge_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn power_env_expands_cluster_id_and_defaults_admin() {
+        let env = Env {
+            cluster: Some("abcdefghijklmnopqrstuvwxyz".into()),
+            aws_region: Some("eu-west-1".into()),
+            aws_profile: Some("dev".into()),
+            ..Env::default()
+        };
+        let c = Config::from_args(args(&[]), &env).unwrap();
+        let db = c.database.unwrap();
+        assert_eq!(
+            db.endpoint,
+            "abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws"
+        );
+        assert_eq!(db.user, "admin");
+        assert_eq!(db.region, "eu-west-1");
+        assert_eq!(db.profile.as_deref(), Some("dev"));
+    }
+
+    #[test]
+    fn flags_win_over_env() {
+        let env = Env {
+            cluster: Some("abcdefghijklmnopqrstuvwxyz".into()),
+            region: Some("eu-west-1".into()),
+            aws_profile: Some("envprofile".into()),
+            ..Env::default()
+        };
+        let c = Config::from_args(
+            args(&[
+                "--cluster_endpoint",
+                "other.dsql.us-west-2.on.aws",
+                "--region",
+                "us-west-2",
+                "--database_user",
+                "app",
+                "--profile",
+                "flagprofile",
+                "--allow-writes",
+            ]),
+            &env,
+        )
+        .unwrap();
+        let db = c.database.unwrap();
+        assert_eq!(db.endpoint, "other.dsql.us-west-2.on.aws");
+        assert_eq!(db.region, "us-west-2");
+        assert_eq!(db.user, "app");
+        assert!(!db.is_admin());
+        assert_eq!(db.profile.as_deref(), Some("flagprofile"));
+        assert_eq!(c.access, Access::ReadWrite);
+    }
+
+    #[test]
+    fn region_comes_from_endpoint_when_not_given() {
+        assert_eq!(
+            region_of_endpoint("abc.dsql.ap-northeast-1.on.aws").as_deref(),
+            Some("ap-northeast-1")
+        );
+        assert_eq!(
+            region_of_endpoint("abc.dsql-gamma.us-east-1.on.aws").as_deref(),
+            Some("us-east-1")
+        );
+        assert_eq!(region_of_endpoint("localhost"), None);
+        let env = Env {
+            cluster: Some("abc.dsql.us-east-2.on.aws".into()),
+            ..Env::default()
+        };
+        let db = Config::from_args(args(&[]), &env)
+            .unwrap()
+            .database
+            .unwrap();
+        assert_eq!(db.region, "us-east-2");
+    }
+
+    #[test]
+    fn missing_pieces_leave_database_unconfigured() {
+        let c = Config::from_args(args(&[]), &Env::default()).unwrap();
+        assert!(c.database.is_none());
+        assert_eq!(
+            c.missing,
+            vec![
+                "--cluster_endpoint (or CLUSTER)",
+                "--database_user",
+                "--region (or REGION)"
+            ]
+        );
+        // A flag-given endpoint without a user stays unconfigured, as in the reference.
+        let c = Config::from_args(
+            args(&["--cluster_endpoint", "localhost", "--region", "us-east-1"]),
+            &Env::default(),
+        )
+        .unwrap();
+        assert!(c.database.is_none());
+        assert_eq!(c.missing, vec!["--database_user"]);
+        // A bare cluster id cannot be expanded without a region.
+        let env = Env {
+            cluster: Some("abcdefghijklmnopqrstuvwxyz".into()),
+            ..Env::default()
+        };
+        let c = Config::from_args(args(&[]), &env).unwrap();
+        assert!(c.database.is_none());
+        assert_eq!(
+            c.missing,
+            vec!["--region (needed to expand the CLUSTER id)"]
+        );
+    }
+
+    #[test]
+    fn knowledge_server_must_be_https_except_loopback() {
+        let bad = |url: &str| {
+            Config::from_args(args(&["--knowledge-server", url]), &Env::default()).unwrap_err()
+        };
+        assert_eq!(
+            bad("http://example.com").to_string(),
+            "Knowledge server URL must use HTTPS protocol. Got: http://example.com"
+        );
+        assert_eq!(
+            bad("https://").to_string(),
+            "Knowledge server URL is malformed. Got: https://"
+        );
+        assert_eq!(
+            bad("ftp://x").to_string(),
+            "Knowledge server URL must use HTTPS protocol. Got: ftp://x"
+        );
+        for ok in [
+            "http://127.0.0.1:8080/mcp",
+            "http://localhost:9",
+            "http://[::1]:80",
+            "https://kb.example",
+        ] {
+            assert!(
+                Config::from_args(args(&["--knowledge-server", ok]), &Env::default()).is_ok(),
+                "{ok}"
+            );
+        }
+    }
+
+    #[test]
+    fn knowledge_timeout_must_be_positive() {
+        let err =
+            Config::from_args(args(&["--knowledge-timeout", "0"]), &Env::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Knowledge timeout must be positive. Got: 0"
+        );
+        let err =
+            Config::from_args(args(&["--knowledge-timeout", "-1.5"]), &Env::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Knowledge timeout must be positive. Got: -1.5"
+        );
+    }
+
+    #[test]
+    fn rules_switch_parses() {
+        assert_eq!(args(&["--rules", "cluster"]).rules, RuleSet::Cluster);
+        assert!(Args::try_parse_from(["x", "--rules", "lax"]).is_err());
+    }
+
+    #[test]
+    fn bad_endpoint_is_rejected() {
+        let err = Config::from_args(
+            args(&[
+                "--cluster_endpoint",
+                "bad host/../",
+                "--region",
+                "r",
+                "--database_user",
+                "u",
+            ]),
+            &Env::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("is not a host name"), "{err}");
+    }
+}

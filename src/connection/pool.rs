@@ -1,0 +1,148 @@
+//! The connection pool: deadpool managing tokio-postgres connections over rustls.
+//!
+//! The pool crate does the queueing and bookkeeping; this file supplies what is DSQL's
+//! own: every *new* physical connection mints a fresh IAM token, and a pooled connection
+//! is retired before DSQL's 60-minute cap (at 55 minutes) or after sitting idle, the
+//! values the AWS connectors use.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::error::DbError;
+use super::tls;
+use super::token::{TokenError, TokenMinter};
+use crate::config::Database;
+
+/// Retire a connection this long after it was opened (DSQL closes it at 60 minutes).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(55 * 60);
+/// Retire a connection idle for this long instead of reusing it.
+pub const MAX_IDLE: Duration = Duration::from_secs(10 * 60);
+/// How many connections tool calls may hold at once.
+pub const MAX_SIZE: usize = 10;
+/// How long a connection attempt (TCP, TLS, authentication) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The `application_name` the server reports to the cluster.
+pub const APPLICATION_NAME: &str = "aurora-dsql-mcp-server";
+
+/// One physical connection.
+pub struct PgConnection {
+    pub client: tokio_postgres::Client,
+    /// Sequence number, for logs ("connection 3").
+    pub serial: u64,
+}
+
+/// Creates and vets connections for deadpool.
+pub struct Manager {
+    base: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    minter: TokenMinter,
+    opened: AtomicU64,
+}
+
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("could not connect to the cluster: {0}")]
+    Postgres(DbError),
+}
+
+impl Manager {
+    pub fn new(db: &Database) -> Result<Manager, tls::TlsError> {
+        let mut base = tokio_postgres::Config::new();
+        base.host(&db.endpoint)
+            .port(db.port)
+            .user(&db.user)
+            .dbname("postgres")
+            .application_name(APPLICATION_NAME)
+            .ssl_mode(SslMode::Require)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(60));
+        let tls = MakeRustlsConnect::new(tls::client_config(db.ssl_root_cert.as_deref())?);
+        Ok(Manager {
+            base,
+            tls,
+            minter: TokenMinter::new(db),
+            opened: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections opened so far (each with its own token).
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    pub fn minter(&self) -> &TokenMinter {
+        &self.minter
+    }
+}
+
+impl managed::Manager for Manager {
+    type Type = PgConnection;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<PgConnection, ConnectError> {
+        let token = self.minter.mint().await?;
+        let mut config = self.base.clone();
+        config.password(token.expose());
+        let (client, connection) = config
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| ConnectError::Postgres(DbError::from(&e)))?;
+        drop(config); // the token lives no longer than the handshake needs it
+        let serial = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(
+                    connection = serial,
+                    "connection closed: {}",
+                    DbError::from(&e)
+                );
+            }
+        });
+        tracing::debug!(connection = serial, action = ?self.minter.action(), "opened a connection with a fresh token");
+        Ok(PgConnection { client, serial })
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut PgConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<ConnectError> {
+        if conn.client.is_closed() {
+            return Err(RecycleError::message("connection closed"));
+        }
+        if metrics.age() >= MAX_LIFETIME {
+            return Err(RecycleError::message(
+                "connection reached its maximum lifetime",
+            ));
+        }
+        if metrics.last_used() >= MAX_IDLE {
+            return Err(RecycleError::message("connection was idle too long"));
+        }
+        Ok(())
+    }
+}
+
+/// The pool type the rest of the server uses.
+pub type Pool = managed::Pool<Manager>;
+/// A connection checked out of the pool for one tool call.
+pub type Pooled = managed::Object<Manager>;
+
+/// Builds the pool; no connection is opened until the first tool call needs one.
+pub fn build(db: &Database) -> Result<Arc<Pool>, tls::TlsError> {
+    let pool = managed::Pool::builder(Manager::new(db)?)
+        .max_size(MAX_SIZE)
+        .runtime(deadpool::Runtime::Tokio1)
+        .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(5)))
+        .build()
+        .expect("a pool with a runtime set always builds");
+    Ok(Arc::new(pool))
+}

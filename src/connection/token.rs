@@ -1,0 +1,141 @@
+//! IAM authentication tokens: one freshly minted token for every new connection.
+//!
+//! A DSQL password is a SigV4-presigned `GET https://<host>/?Action=DbConnect[Admin]`
+//! with the scheme stripped. Signing is local (no network), so minting per connection is
+//! cheap and means an expired token can never be reused. The token is only checked while
+//! a connection is set up; an established connection outlives it.
+//!
+//! Tokens are secrets: they never appear in a log line, an error message or a `Debug`.
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dsql::auth_token::{AuthTokenGenerator, Config as TokenConfig};
+use tokio::sync::OnceCell;
+
+use crate::config::Database;
+
+/// How long a minted token stays valid for *connecting*. Short, because it is used at once.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
+
+/// The IAM action a token is signed for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `dsql:DbConnectAdmin`, for the built-in `admin` role.
+    DbConnectAdmin,
+    /// `dsql:DbConnect`, for every custom role.
+    DbConnect,
+}
+
+impl Action {
+    pub fn for_user(user: &str) -> Action {
+        if user == "admin" {
+            Action::DbConnectAdmin
+        } else {
+            Action::DbConnect
+        }
+    }
+}
+
+/// A token; `Debug` and `Display` are redacted so it cannot leak through formatting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The secret itself, only to hand to the PostgreSQL connection as its password.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// Why a token could not be minted. Carries the credential chain's message, never secrets.
+#[derive(Debug, thiserror::Error)]
+#[error("could not create an IAM auth token ({action:?}): {message}")]
+pub struct TokenError {
+    pub action: Action,
+    pub message: String,
+}
+
+/// Mints tokens for one endpoint, user and region with the standard credential chain.
+pub struct TokenMinter {
+    endpoint: String,
+    region: String,
+    profile: Option<String>,
+    action: Action,
+    /// Loaded on first use: start-up stays instant and reads no AWS files.
+    sdk: OnceCell<SdkConfig>,
+}
+
+impl TokenMinter {
+    pub fn new(db: &Database) -> TokenMinter {
+        TokenMinter {
+            endpoint: db.endpoint.clone(),
+            region: db.region.clone(),
+            profile: db.profile.clone(),
+            action: Action::for_user(&db.user),
+            sdk: OnceCell::new(),
+        }
+    }
+
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    async fn sdk_config(&self) -> &SdkConfig {
+        self.sdk
+            .get_or_init(|| async {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .region(Region::new(self.region.clone()));
+                if let Some(profile) = &self.profile {
+                    loader = loader.profile_name(profile);
+                }
+                loader.load().await
+            })
+            .await
+    }
+
+    /// Signs a new token. Fails when no credentials can be found.
+    pub async fn mint(&self) -> Result<Token, TokenError> {
+        let err = |message: String| TokenError {
+            action: self.action,
+            message,
+        };
+        let sdk = self.sdk_config().await;
+        let generator = AuthTokenGenerator::new(
+            TokenConfig::builder()
+                .hostname(&self.endpoint)
+                .region(Region::new(self.region.clone()))
+                .expires_in(TOKEN_LIFETIME.as_secs())
+                .build()
+                .map_err(|e| err(e.to_string()))?,
+        );
+        let token = match self.action {
+            Action::DbConnectAdmin => generator.db_connect_admin_auth_token(sdk).await,
+            Action::DbConnect => generator.db_connect_auth_token(sdk).await,
+        }
+        .map_err(|e| err(error_chain(e.as_ref())))?;
+        Ok(Token(token.as_str().to_owned()))
+    }
+}
+
+/// The error and its sources on one line (credential errors nest their useful part).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s = s.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        source = source.and_then(|e| e.source());
+    }
+    out
+}

@@ -1,0 +1,174 @@
+//! The MCP server: rmcp's `ServerHandler` over the toolbox.
+//!
+//! This layer speaks the protocol and nothing else: it lists the tools, turns a tool's
+//! `Output` into MCP content, turns a `ToolError` into an `isError` result whose text
+//! carries the whole message (and the same message as a log notification), and honours
+//! `logging/setLevel`. stdout belongs to rmcp's JSON-RPC stream; logs go to stderr.
+
+// MCP logging is deprecated by the 2026-07-28 revision (SEP-2577), but the protocol
+// versions agent hosts negotiate today still carry it, and the reference's clients rely
+// on error notifications. Remove with the deprecation once hosts move on.
+#![allow(deprecated)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+};
+use rmcp::service::{Peer, RequestContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Value, json};
+
+use crate::tools::{Output, ToolError, Toolbox};
+
+/// What the server tells an agent about itself at `initialize`.
+pub const INSTRUCTIONS: &str = "\
+This server connects an agent to one Amazon Aurora DSQL cluster (PostgreSQL-compatible, serverless, \
+optimistic concurrency). Use readonly_query or query for reads, get_schema / list_tables / describe_table \
+to learn the schema, and transact or execute to change data when the server was started with --allow-writes \
+(it is read-only otherwise). Pass values as parameters, never inside the SQL text. One statement per SQL \
+string. DSQL differences to respect: CREATE INDEX must be CREATE INDEX ASYNC (poll sys.jobs or CALL \
+sys.wait_for_job), one DDL statement per transaction and never DDL with DML, at most 3,000 modified rows and \
+5 minutes per transaction, no TRUNCATE, SERIAL, triggers, temporary tables or extensions; a transaction can \
+fail at COMMIT with SQLSTATE 40001 (OC000/OC001) and should then be retried whole. dsql_lint checks SQL for \
+DSQL compatibility without a cluster.";
+
+/// The MCP server for one stdio session.
+#[derive(Clone)]
+pub struct DsqlServer {
+    toolbox: Arc<Toolbox>,
+    /// The lowest level of log notification the client wants (`logging/setLevel`).
+    min_level: Arc<AtomicU8>,
+}
+
+impl DsqlServer {
+    pub fn new(toolbox: Toolbox) -> DsqlServer {
+        DsqlServer {
+            toolbox: Arc::new(toolbox),
+            min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
+        }
+    }
+
+    /// Sends a log notification if the client asked for this level; never fails a call.
+    async fn notify(&self, peer: &Peer<RoleServer>, level: LoggingLevel, data: Value) {
+        if rank(level) < self.min_level.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut param = LoggingMessageNotificationParam::new(level, data);
+        param.logger = Some("aurora-dsql-mcp-server".into());
+        if let Err(e) = peer.notify_logging_message(param).await {
+            tracing::debug!("could not send a log notification: {e}");
+        }
+    }
+}
+
+fn rank(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
+}
+
+/// Pretty JSON as the reference prints it (two-space indent, non-ASCII kept).
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// Turns a tool's output into the MCP result.
+pub fn shape(output: Output) -> CallToolResult {
+    match output {
+        Output::Rows(rows) => {
+            let content = rows
+                .iter()
+                .map(|row| ContentBlock::text(pretty(&Value::Object(row.clone()))))
+                .collect();
+            let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
+            let mut result = CallToolResult::success(content);
+            result.structured_content = Some(json!({ "result": rows }));
+            result
+        }
+        Output::Text(v) => CallToolResult::success(vec![ContentBlock::text(pretty(&v))]),
+        Output::Structured(v) => {
+            let mut result = CallToolResult::success(vec![ContentBlock::text(pretty(&v))]);
+            result.structured_content = Some(v);
+            result
+        }
+    }
+}
+
+impl ServerHandler for DsqlServer {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_tools()
+            .build();
+        InitializeResult::new(capabilities)
+            .with_server_info(Implementation::new(
+                "aurora-dsql-mcp-server",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.toolbox.catalogue()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let name = request.name.as_ref();
+        let args = request.arguments.unwrap_or_default();
+        let started = std::time::Instant::now();
+        let Some(result) = self.toolbox.call(name, &args).await else {
+            return Err(McpError::invalid_params(
+                format!("Unknown tool: {name}"),
+                None,
+            ));
+        };
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let result = match result {
+            Ok(output) => {
+                tracing::info!(tool = name, elapsed_ms, "tool call succeeded");
+                shape(output)
+            }
+            Err(ToolError(message)) => {
+                // The message names the problem, never the SQL text or a credential.
+                tracing::info!(tool = name, elapsed_ms, "tool call failed");
+                let text = format!("Error executing tool {name}: {message}");
+                self.notify(
+                    &context.peer,
+                    LoggingLevel::Error,
+                    Value::String(text.clone()),
+                )
+                .await;
+                CallToolResult::error(vec![ContentBlock::text(text)])
+            }
+        };
+        Ok(result.into())
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.min_level.store(rank(request.level), Ordering::Relaxed);
+        Ok(())
+    }
+}

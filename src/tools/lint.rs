@@ -1,0 +1,27 @@
+//! The `dsql_lint` tool: DSQL compatibility diagnostics, computed in-process.
+//!
+//! The reference shells out to the `dsql-lint` binary; here the same crate runs inside
+//! the server (no subprocess, no PATH lookup), through the SQL policy's `lint`.
+
+use serde_json::{Map, Value};
+
+use super::args::ArgReader;
+use super::{Output, ToolError, ToolResult};
+use crate::policy;
+
+/// The reference's input limit.
+pub const MAX_SQL_CHARS: usize = 1_000_000;
+
+pub fn dsql_lint(args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("dsql_lint", args);
+    let sql = a.string("sql");
+    let fix = a.boolean_or("fix", false);
+    a.finish().map_err(ToolError)?;
+    let chars = sql.chars().count();
+    if chars > MAX_SQL_CHARS {
+        return Err(ToolError(format!(
+            "SQL is too long for dsql_lint: {chars} characters (the limit is {MAX_SQL_CHARS}); lint it in smaller parts"
+        )));
+    }
+    Ok(Output::Text(policy::lint(&sql, fix)))
+}

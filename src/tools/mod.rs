@@ -1,0 +1,228 @@
+//! The MCP tool surface: which tools exist, their schemas, and dispatch.
+//!
+//! Each tool handler is thin: read and validate its arguments, ask the SQL policy and
+//! the executor, shape the result. Schemas are written out by hand rather than derived
+//! so they match what the reference server emits on the wire (pydantic's shapes: titles,
+//! `anyOf` with `null`, defaults), which is part of being a drop-in replacement.
+
+pub mod args;
+pub mod lint;
+pub mod reference;
+
+use std::sync::Arc;
+
+use rmcp::model::{Tool, ToolAnnotations};
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+use crate::executor::Executor;
+use crate::policy::Access;
+
+/// The message every database tool answers with when no cluster is configured.
+pub const NOT_CONFIGURED: &str =
+    "Database not configured. Please configure --cluster_endpoint, --database_user, and --region.";
+
+/// What a tool produced, before it becomes MCP content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// The reference's row tools: one pretty-JSON text per row, and
+    /// `structuredContent = {"result": rows}`.
+    Rows(Vec<Map<String, Value>>),
+    /// One pretty-JSON text and no structured content (`dsql_lint`, documentation tools).
+    Text(Value),
+    /// Structured content plus the same JSON as text (the power's tools).
+    Structured(Value),
+}
+
+/// A failed call: the message after "Error executing tool <name>: ".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolError(pub String);
+
+impl<E: std::fmt::Display> From<E> for ToolError {
+    fn from(e: E) -> Self {
+        ToolError(e.to_string())
+    }
+}
+
+pub type ToolResult = Result<Output, ToolError>;
+
+/// Everything a tool handler may use.
+pub struct Toolbox {
+    pub config: Config,
+    /// `None` when no cluster is configured.
+    pub executor: Option<Arc<Executor>>,
+}
+
+impl Toolbox {
+    /// The executor, or the reference's "not configured" error.
+    pub fn executor(&self) -> Result<&Executor, ToolError> {
+        self.executor
+            .as_deref()
+            .ok_or_else(|| ToolError(NOT_CONFIGURED.to_owned()))
+    }
+
+    pub fn access(&self) -> Access {
+        self.config.access
+    }
+
+    /// Runs the named tool. `None` when there is no such tool.
+    pub async fn call(&self, name: &str, args: &Map<String, Value>) -> Option<ToolResult> {
+        Some(match name {
+            "readonly_query" => reference::readonly_query(self, args).await,
+            "transact" => reference::transact(self, args).await,
+            "get_schema" => reference::get_schema(self, args).await,
+            "dsql_lint" => lint::dsql_lint(args),
+            _ => return None,
+        })
+    }
+
+    /// The tools this server offers, in the order `tools/list` shows them.
+    pub fn catalogue(&self) -> Vec<Tool> {
+        let writes = self.access() == Access::ReadWrite;
+        vec![
+            tool(
+                "readonly_query",
+                "Run one read-only SQL statement (SELECT, SHOW, EXPLAIN) against the Aurora DSQL cluster and return its rows. \
+                 Runs inside a read-only transaction whatever the server mode. Use %s placeholders with `params` for values; \
+                 never splice values into the SQL text. Exactly one statement per call.",
+                json!({
+                    "properties": {
+                        "sql": string_prop("Sql", "The SQL statement to run (one statement; %s placeholders for params)."),
+                        "params": nullable(
+                            json!({"items": {}, "type": "array"}),
+                            "Params",
+                            "Values bound to the %s placeholders, in order. Use %% for a literal percent sign when params are given."
+                        ),
+                    },
+                    "required": ["sql"],
+                    "title": "readonly_queryArguments",
+                    "type": "object"
+                }),
+                Some(rows_output("readonly_query")),
+                read_only_hints(),
+            ),
+            tool(
+                "transact",
+                "Run a list of SQL statements in one transaction and return the rows of the last one. \
+                 Without --allow-writes the transaction is read-only (useful for consistent multi-query reads). \
+                 DSQL allows one DDL statement per transaction and no mix of DDL and DML: send DDL in its own call. \
+                 At most 3,000 modified rows per transaction.",
+                json!({
+                    "properties": {
+                        "sql_list": {
+                            "description": "The SQL statements to run in order, in one transaction.",
+                            "items": {"type": "string"},
+                            "title": "Sql List",
+                            "type": "array"
+                        },
+                        "params_list": nullable(
+                            json!({"items": {"anyOf": [{"items": {}, "type": "array"}, {"type": "null"}]}, "type": "array"}),
+                            "Params List",
+                            "One parameter list (or null) per statement, same length as sql_list; %s placeholders."
+                        ),
+                    },
+                    "required": ["sql_list"],
+                    "title": "transactArguments",
+                    "type": "object"
+                }),
+                Some(rows_output("transact")),
+                ToolAnnotations::new()
+                    .read_only(!writes)
+                    .destructive(writes)
+                    .idempotent(!writes)
+                    .open_world(false),
+            ),
+            tool(
+                "get_schema",
+                "Describe a table: its columns and their data types. The name is matched case-insensitively; \
+                 `schema.table` narrows it to one schema.",
+                json!({
+                    "properties": {
+                        "table_name": string_prop("Table Name", "Table name, optionally schema-qualified (schema.table)."),
+                    },
+                    "required": ["table_name"],
+                    "title": "get_schemaArguments",
+                    "type": "object"
+                }),
+                Some(rows_output("get_schema")),
+                read_only_hints(),
+            ),
+            tool(
+                "dsql_lint",
+                "Check SQL for Aurora DSQL compatibility without running it, and optionally rewrite it (fix=true). \
+                 Reports each problem with its rule, line, message and a suggestion. Works without a cluster.",
+                json!({
+                    "properties": {
+                        "sql": {
+                            "description": "The SQL to check (one or more statements).",
+                            "maxLength": lint::MAX_SQL_CHARS,
+                            "title": "Sql",
+                            "type": "string"
+                        },
+                        "fix": {
+                            "default": false,
+                            "description": "Also return the SQL rewritten to fix what can be fixed automatically.",
+                            "title": "Fix",
+                            "type": "boolean"
+                        }
+                    },
+                    "required": ["sql"],
+                    "title": "dsql_lintArguments",
+                    "type": "object"
+                }),
+                None,
+                read_only_hints(),
+            ),
+        ]
+    }
+}
+
+fn tool(
+    name: &'static str,
+    description: &'static str,
+    input: Value,
+    output: Option<Value>,
+    hints: ToolAnnotations,
+) -> Tool {
+    let Value::Object(input) = input else {
+        unreachable!("tool schemas are JSON objects")
+    };
+    let mut t = Tool::new(name, description, Arc::new(input)).with_annotations(hints);
+    if let Some(Value::Object(output)) = output {
+        t = t.with_raw_output_schema(Arc::new(output));
+    }
+    t
+}
+
+fn read_only_hints() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(false)
+}
+
+fn string_prop(title: &str, description: &str) -> Value {
+    json!({"description": description, "title": title, "type": "string"})
+}
+
+/// pydantic's shape for `T | None = None`.
+fn nullable(inner: Value, title: &str, description: &str) -> Value {
+    json!({"anyOf": [inner, {"type": "null"}], "default": null, "description": description, "title": title})
+}
+
+/// The reference's output schema for tools returning `list[dict]`.
+fn rows_output(tool: &str) -> Value {
+    json!({
+        "properties": {
+            "result": {
+                "items": {"additionalProperties": true, "type": "object"},
+                "title": "Result",
+                "type": "array"
+            }
+        },
+        "required": ["result"],
+        "title": format!("{tool}Output"),
+        "type": "object"
+    })
+}

@@ -1,0 +1,176 @@
+//! The reference server's database tools: `readonly_query`, `transact`, `get_schema`.
+//!
+//! Same names, arguments and result shapes as `awslabs.aurora-dsql-mcp-server`, and the
+//! same order of checks: not configured, empty input, the SQL policy, then the database.
+//! All validation finishes before a connection is taken.
+
+use serde_json::{Map, Value};
+
+use super::args::ArgReader;
+use super::{Output, ToolError, ToolResult, Toolbox};
+use crate::executor::{ExecError, Mode, Statement, Work};
+use crate::policy::{self, Access, Placeholders, StatementKind};
+
+/// SQLSTATE 25006: a write inside a read-only transaction.
+const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+
+pub async fn readonly_query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("readonly_query", args);
+    let sql = a.string("sql");
+    let params = a.values("params");
+    a.finish().map_err(ToolError)?;
+    let executor = tb.executor()?;
+    if sql.trim().is_empty() {
+        return Err(ToolError(
+            "Incorrect invocation: readonly_query invoked without a SQL statement".into(),
+        ));
+    }
+    let checked = policy::check(
+        &sql,
+        params.as_ref().map(Vec::len),
+        Placeholders::Psycopg,
+        Access::ReadOnly,
+    )?;
+    let work = Work {
+        mode: Mode::ReadOnly,
+        statements: vec![Statement {
+            sql: checked.sql,
+            params: params.unwrap_or_default(),
+        }],
+    };
+    match executor.run(&work).await {
+        Ok(outcome) => Ok(Output::Rows(outcome.rows)),
+        Err(e) if e.code() == Some(READ_ONLY_SQL_TRANSACTION) => Err(ToolError(format!(
+            "readonly_query does not support write operations. Use transact ({})",
+            e.db_error().map(|d| d.message.as_str()).unwrap_or_default()
+        ))),
+        Err(e) => Err(ToolError(e.to_string())),
+    }
+}
+
+pub async fn transact(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("transact", args);
+    let sql_list = a.strings("sql_list");
+    let params_list = a.value_lists("params_list");
+    a.finish().map_err(ToolError)?;
+    let executor = tb.executor()?;
+    if sql_list.is_empty() || sql_list.iter().all(|s| s.trim().is_empty()) {
+        return Err(ToolError(
+            "Incorrect invocation: transact invoked with no sql statements".into(),
+        ));
+    }
+    if let Some(p) = &params_list {
+        if p.len() != sql_list.len() {
+            return Err(ToolError(format!(
+                "params_list length ({}) must equal sql_list length ({})",
+                p.len(),
+                sql_list.len()
+            )));
+        }
+    }
+    let access = tb.access();
+    let mut statements = Vec::with_capacity(sql_list.len());
+    let mut wait_for_job = false;
+    for (i, sql) in sql_list.iter().enumerate() {
+        let params = params_list.as_ref().and_then(|p| p[i].clone());
+        let checked = policy::check(
+            sql,
+            params.as_ref().map(Vec::len),
+            Placeholders::Psycopg,
+            access,
+        )
+        .map_err(|e| numbered(&sql_list, i, e))?;
+        wait_for_job |= checked.kind == StatementKind::WaitForJob;
+        statements.push(Statement {
+            sql: checked.sql,
+            params: params.unwrap_or_default(),
+        });
+    }
+    if wait_for_job && statements.len() > 1 {
+        return Err(ToolError(
+            "CALL sys.wait_for_job must be sent alone: DSQL runs it outside a transaction block, so it cannot share a transact call with other statements".into(),
+        ));
+    }
+    let mode = match access {
+        _ if wait_for_job => Mode::Autocommit,
+        Access::ReadOnly => Mode::ReadOnly,
+        Access::ReadWrite => Mode::ReadWrite,
+    };
+    if access == Access::ReadWrite {
+        let texts: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
+        policy::check_rules(&texts, tb.config.rules)?;
+    }
+    match executor.run(&Work { mode, statements }).await {
+        Ok(outcome) => Ok(Output::Rows(outcome.rows)),
+        Err(e) => Err(ToolError(describe_failure(&sql_list, access, &e))),
+    }
+}
+
+pub async fn get_schema(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("get_schema", args);
+    let table_name = a.string("table_name");
+    a.finish().map_err(ToolError)?;
+    let executor = tb.executor()?;
+    let name = table_name.trim();
+    if name.is_empty() {
+        return Err(ToolError(
+            "Incorrect invocation: Schema invoked without a table name".into(),
+        ));
+    }
+    // `schema.table` narrows to one schema; a bare name matches that table in every schema.
+    // Both sides are lower-cased, so `data.Associate` finds `data.associate`.
+    let (sql, params) = match name.split_once('.') {
+        Some((schema, table)) => (
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE LOWER(table_name) = LOWER($1) AND LOWER(table_schema) = LOWER($2) \
+             ORDER BY table_schema, ordinal_position",
+            vec![Value::from(table), Value::from(schema)],
+        ),
+        None => (
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE LOWER(table_name) = LOWER($1) ORDER BY table_schema, ordinal_position",
+            vec![Value::from(name)],
+        ),
+    };
+    let work = Work {
+        mode: Mode::ReadOnly,
+        statements: vec![Statement {
+            sql: sql.to_owned(),
+            params,
+        }],
+    };
+    let outcome = executor
+        .run(&work)
+        .await
+        .map_err(|e| ToolError(e.to_string()))?;
+    Ok(Output::Rows(outcome.rows))
+}
+
+/// Prefixes a policy error with the statement it is about when there are several.
+fn numbered(sql_list: &[String], index: usize, e: impl std::fmt::Display) -> ToolError {
+    if sql_list.len() == 1 {
+        ToolError(e.to_string())
+    } else {
+        ToolError(format!(
+            "statement {} of {}: {e}",
+            index + 1,
+            sql_list.len()
+        ))
+    }
+}
+
+/// A failed `transact`, naming the statement that failed.
+fn describe_failure(sql_list: &[String], access: Access, e: &ExecError) -> String {
+    if access == Access::ReadOnly && e.code() == Some(READ_ONLY_SQL_TRANSACTION) {
+        return format!(
+            "{} (the database refused a write inside the read-only transaction)",
+            policy::PolicyError::WriteNotAllowed("transact runs read-only".into())
+        );
+    }
+    match e {
+        ExecError::Statement { index, .. } if sql_list.len() > 1 => {
+            format!("statement {} of {} failed: {e}", index + 1, sql_list.len())
+        }
+        _ => e.to_string(),
+    }
+}
