@@ -84,6 +84,17 @@ impl TokenMinter {
         }
     }
 
+    /// A minter with a given SDK configuration (credentials, region, time source)
+    /// instead of the standard chain.
+    pub fn with_sdk_config(db: &Database, sdk: SdkConfig) -> TokenMinter {
+        let minter = TokenMinter::new(db);
+        minter
+            .sdk
+            .set(sdk)
+            .expect("a new minter has no SDK configuration yet");
+        minter
+    }
+
     pub fn action(&self) -> Action {
         self.action
     }
