@@ -47,6 +47,19 @@ pub struct Statement {
 pub struct Work {
     pub mode: Mode,
     pub statements: Vec<Statement>,
+    /// Keep every statement's rows, not only the last statement's.
+    pub keep_all: bool,
+}
+
+impl Work {
+    /// A unit whose caller wants the last statement's result only.
+    pub fn new(mode: Mode, statements: Vec<Statement>) -> Work {
+        Work {
+            mode,
+            statements,
+            keep_all: false,
+        }
+    }
 }
 
 /// A result column: its name and SQL type name.
@@ -120,9 +133,15 @@ impl Executor {
         &self.pool
     }
 
-    /// Runs `work`, re-running it once on a fresh connection if the connection breaks
-    /// before the outcome is known.
+    /// Runs `work` and returns the last statement's outcome.
     pub async fn run(&self, work: &Work) -> Result<Outcome, ExecError> {
+        Ok(self.run_all(work).await?.pop().unwrap_or_default())
+    }
+
+    /// Runs `work`, re-running it once on a fresh connection if the connection breaks
+    /// before the outcome is known. Returns one outcome per statement when
+    /// `work.keep_all`, else only the last statement's.
+    pub async fn run_all(&self, work: &Work) -> Result<Vec<Outcome>, ExecError> {
         let mut retried = false;
         loop {
             let conn = self.checkout().await?;
@@ -178,7 +197,7 @@ async fn reset(conn: Pooled) {
     }
 }
 
-async fn run_unit(conn: &Pooled, work: &Work) -> Result<Outcome, ExecError> {
+async fn run_unit(conn: &Pooled, work: &Work) -> Result<Vec<Outcome>, ExecError> {
     let client = &conn.client;
     let begin = match work.mode {
         Mode::ReadOnly => Some("BEGIN TRANSACTION READ ONLY"),
@@ -191,10 +210,19 @@ async fn run_unit(conn: &Pooled, work: &Work) -> Result<Outcome, ExecError> {
             .await
             .map_err(|e| ExecError::Begin(e.into()))?;
     }
-    let mut outcome = Outcome::default();
+    let mut outcomes = Vec::with_capacity(if work.keep_all {
+        work.statements.len()
+    } else {
+        1
+    });
     for (index, statement) in work.statements.iter().enumerate() {
         match run_statement(client, statement).await {
-            Ok(o) => outcome = o,
+            Ok(o) => {
+                if !work.keep_all {
+                    outcomes.clear();
+                }
+                outcomes.push(o);
+            }
             Err(error) => {
                 if begin.is_some() && !error.broken {
                     if let Err(e) = client.batch_execute("ROLLBACK").await {
@@ -218,7 +246,7 @@ async fn run_unit(conn: &Pooled, work: &Work) -> Result<Outcome, ExecError> {
             return Err(ExecError::Commit(error));
         }
     }
-    Ok(outcome)
+    Ok(outcomes)
 }
 
 /// Prepares (so the server infers parameter types), binds the JSON parameters in text

@@ -102,6 +102,11 @@ pub fn shape(output: Output) -> CallToolResult {
             result.structured_content = Some(v);
             result
         }
+        Output::Listing { text, structured } => {
+            let mut result = CallToolResult::success(vec![ContentBlock::text(pretty(&text))]);
+            result.structured_content = Some(structured);
+            result
+        }
     }
 }
 

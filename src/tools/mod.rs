@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod lint;
+pub mod power;
 pub mod reference;
 
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub enum Output {
     Text(Value),
     /// Structured content plus the same JSON as text (the power's tools).
     Structured(Value),
+    /// A JSON text with a structured object around it (structured content must be an
+    /// object, so a bare list travels as `text` and inside `structured`).
+    Listing { text: Value, structured: Value },
 }
 
 /// A failed call: the message after "Error executing tool <name>: ".
@@ -72,6 +76,10 @@ impl Toolbox {
             "transact" => reference::transact(self, args).await,
             "get_schema" => reference::get_schema(self, args).await,
             "dsql_lint" => lint::dsql_lint(args),
+            "query" => power::query(self, args).await,
+            "execute" => power::execute(self, args).await,
+            "list_tables" => power::list_tables(self, args).await,
+            "describe_table" => power::describe_table(self, args).await,
             _ => return None,
         })
     }
@@ -171,6 +179,102 @@ impl Toolbox {
                     "type": "object"
                 }),
                 None,
+                read_only_hints(),
+            ),
+            tool(
+                "query",
+                "Run one read-only SQL statement and return its rows with their column names and types. \
+                 Use $1, $2, ... placeholders with `parameters` (JSON values; the server infers their SQL types). \
+                 Runs in a read-only transaction.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "sql": {"type": "string", "description": "One SELECT, SHOW or EXPLAIN statement with $n placeholders."},
+                        "parameters": {"type": "array", "items": {}, "description": "Values for $1, $2, ... in order (numbers, strings, booleans, null; objects and arrays are sent as JSON text)."}
+                    },
+                    "required": ["sql"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "rows": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
+                        "rowCount": {"type": "integer"},
+                        "columns": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "type": {"type": "string"}}, "required": ["name", "type"]}}
+                    },
+                    "required": ["rows", "rowCount", "columns"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "execute",
+                "Run one DDL or DML statement in its own transaction (needs --allow-writes). Returns the command and \
+                 the number of rows it affected, plus the rows for RETURNING and for CREATE INDEX ASYNC (its job_id). \
+                 Statements DSQL would refuse are rejected before they reach the cluster, with what to do instead.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "sql": {"type": "string", "description": "One DDL or DML statement with $n placeholders."},
+                        "parameters": {"type": "array", "items": {}, "description": "Values for $1, $2, ... in order."}
+                    },
+                    "required": ["sql"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "command": {"type": "string"},
+                        "rowCount": {"type": "integer"},
+                        "rows": {"type": "array", "items": {"type": "object", "additionalProperties": true}}
+                    },
+                    "required": ["command", "rowCount"]
+                })),
+                ToolAnnotations::new()
+                    .read_only(!writes)
+                    .destructive(writes)
+                    .idempotent(false)
+                    .open_world(false),
+            ),
+            tool(
+                "list_tables",
+                "List the tables of a schema (default `public`), sorted by name.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "schema": {"type": "string", "default": "public", "description": "Schema to list."}
+                    }
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "schema": {"type": "string"},
+                        "tables": {"type": "array", "items": {"type": "string"}}
+                    },
+                    "required": ["schema", "tables"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "describe_table",
+                "Describe a table: columns (type, nullability, default, identity, generated), indexes (definition, \
+                 unique, primary, valid; valid=false means an ASYNC index is still building or failed) and constraints.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "table_name": {"type": "string", "description": "The table's name."},
+                        "schema": {"type": "string", "default": "public", "description": "The table's schema."}
+                    },
+                    "required": ["table_name"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "schema": {"type": "string"},
+                        "table": {"type": "string"},
+                        "columns": {"type": "array", "items": {"type": "object"}},
+                        "indexes": {"type": "array", "items": {"type": "object"}},
+                        "constraints": {"type": "array", "items": {"type": "object"}}
+                    },
+                    "required": ["schema", "table", "columns", "indexes", "constraints"]
+                })),
                 read_only_hints(),
             ),
         ]

@@ -31,13 +31,13 @@ pub async fn readonly_query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResu
         Placeholders::Psycopg,
         Access::ReadOnly,
     )?;
-    let work = Work {
-        mode: Mode::ReadOnly,
-        statements: vec![Statement {
+    let work = Work::new(
+        Mode::ReadOnly,
+        vec![Statement {
             sql: checked.sql,
             params: params.unwrap_or_default(),
         }],
-    };
+    );
     match executor.run(&work).await {
         Ok(outcome) => Ok(Output::Rows(outcome.rows)),
         Err(e) if e.code() == Some(READ_ONLY_SQL_TRANSACTION) => Err(ToolError(format!(
@@ -100,7 +100,7 @@ pub async fn transact(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
         let texts: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
         policy::check_rules(&texts, tb.config.rules)?;
     }
-    match executor.run(&Work { mode, statements }).await {
+    match executor.run(&Work::new(mode, statements)).await {
         Ok(outcome) => Ok(Output::Rows(outcome.rows)),
         Err(e) => Err(ToolError(describe_failure(&sql_list, access, &e))),
     }
@@ -132,13 +132,13 @@ pub async fn get_schema(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
             vec![Value::from(name)],
         ),
     };
-    let work = Work {
-        mode: Mode::ReadOnly,
-        statements: vec![Statement {
+    let work = Work::new(
+        Mode::ReadOnly,
+        vec![Statement {
             sql: sql.to_owned(),
             params,
         }],
-    };
+    );
     let outcome = executor
         .run(&work)
         .await

@@ -1,0 +1,239 @@
+//! The Aurora DSQL Kiro power's tools: `query`, `execute`, `list_tables`, `describe_table`.
+//!
+//! They share the reference tools' guard, executor and error style, but take `$1, $2`
+//! placeholders and answer with structured JSON (plus the same JSON as text). Schema and
+//! table names are always bound as parameters, never spliced into SQL.
+
+use serde_json::{Map, Value, json};
+
+use super::args::ArgReader;
+use super::{Output, ToolError, ToolResult, Toolbox};
+use crate::executor::{Mode, Outcome, Statement, Work};
+use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
+
+pub async fn query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("query", args);
+    let sql = a.string("sql");
+    let parameters = a.values("parameters");
+    a.finish().map_err(ToolError)?;
+    let executor = tb.executor()?;
+    if sql.trim().is_empty() {
+        return Err(ToolError(
+            "Incorrect invocation: query invoked without a SQL statement".into(),
+        ));
+    }
+    let parameters = parameters.unwrap_or_default();
+    let checked = policy::check(
+        &sql,
+        Some(parameters.len()),
+        Placeholders::Numbered,
+        Access::ReadOnly,
+    )?;
+    let work = Work::new(
+        Mode::ReadOnly,
+        vec![Statement {
+            sql: checked.sql,
+            params: parameters,
+        }],
+    );
+    let outcome = executor.run(&work).await.map_err(|e| {
+        if e.code() == Some("25006") {
+            ToolError("query does not support write operations. Use execute".into())
+        } else {
+            ToolError(e.to_string())
+        }
+    })?;
+    Ok(Output::Structured(rows_json(outcome)))
+}
+
+pub async fn execute(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("execute", args);
+    let sql = a.string("sql");
+    let parameters = a.values("parameters");
+    a.finish().map_err(ToolError)?;
+    let executor = tb.executor()?;
+    if sql.trim().is_empty() {
+        return Err(ToolError(
+            "Incorrect invocation: execute invoked without a SQL statement".into(),
+        ));
+    }
+    if tb.access() == Access::ReadOnly {
+        return Err(ToolError(
+            PolicyError::WriteNotAllowed(
+                "execute needs the server started with --allow-writes".into(),
+            )
+            .to_string(),
+        ));
+    }
+    let parameters = parameters.unwrap_or_default();
+    let checked = policy::check(
+        &sql,
+        Some(parameters.len()),
+        Placeholders::Numbered,
+        Access::ReadWrite,
+    )?;
+    policy::check_rules(&[checked.sql.as_str()], tb.config.rules)?;
+    let mode = if checked.kind == StatementKind::WaitForJob {
+        Mode::Autocommit
+    } else {
+        Mode::ReadWrite
+    };
+    let command = checked.command.clone();
+    let work = Work::new(
+        mode,
+        vec![Statement {
+            sql: checked.sql,
+            params: parameters,
+        }],
+    );
+    let outcome = executor
+        .run(&work)
+        .await
+        .map_err(|e| ToolError(e.to_string()))?;
+    let returned = outcome.rows.len() as u64;
+    let mut result = json!({
+        "command": command,
+        "rowCount": outcome.rows_affected.unwrap_or(returned),
+    });
+    if !outcome.columns.is_empty() {
+        result["rows"] = Value::Array(outcome.rows.into_iter().map(Value::Object).collect());
+    }
+    Ok(Output::Structured(result))
+}
+
+pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("list_tables", args);
+    let schema = a.string_or("schema", "public");
+    a.finish().map_err(ToolError)?;
+    let executor = tb.executor()?;
+    let work = Work::new(
+        Mode::ReadOnly,
+        vec![Statement {
+            sql: "SELECT c.relname AS table_name FROM pg_catalog.pg_class c \
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname COLLATE \"C\""
+                .into(),
+            params: vec![Value::from(schema.as_str())],
+        }],
+    );
+    let outcome = executor
+        .run(&work)
+        .await
+        .map_err(|e| ToolError(e.to_string()))?;
+    let tables: Vec<Value> = outcome
+        .rows
+        .into_iter()
+        .filter_map(|mut r| r.remove("table_name"))
+        .collect();
+    Ok(Output::Listing {
+        text: Value::Array(tables.clone()),
+        structured: json!({ "schema": schema, "tables": tables }),
+    })
+}
+
+/// Finds the table as stored (exact name first, then PostgreSQL's lower-case folding).
+const RESOLVE_TABLE: &str = "SELECT n.nspname AS schema_name, c.relname AS table_name \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname IN ($1, lower($1)) AND c.relname IN ($2, lower($2)) \
+       AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+     ORDER BY (n.nspname = $1) DESC, (c.relname = $2) DESC LIMIT 1";
+
+const DESCRIBE_COLUMNS: &str = "SELECT a.attname AS name, \
+       pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, \
+       NOT a.attnotnull AS nullable, \
+       CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS default, \
+       CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity, \
+       CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS generated \
+     FROM pg_catalog.pg_attribute a \
+     JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+     WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
+     ORDER BY a.attnum";
+
+const DESCRIBE_INDEXES: &str = "SELECT i.relname AS name, \
+       pg_catalog.pg_get_indexdef(ix.indexrelid) AS definition, \
+       ix.indisunique AS unique, ix.indisprimary AS primary, ix.indisvalid AS valid \
+     FROM pg_catalog.pg_index ix \
+     JOIN pg_catalog.pg_class t ON t.oid = ix.indrelid \
+     JOIN pg_catalog.pg_class i ON i.oid = ix.indexrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+     WHERE n.nspname = $1 AND t.relname = $2 \
+     ORDER BY ix.indisprimary DESC, i.relname";
+
+const DESCRIBE_CONSTRAINTS: &str = "SELECT con.conname AS name, \
+       CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' WHEN 'c' THEN 'CHECK' \
+         WHEN 'f' THEN 'FOREIGN KEY' WHEN 'x' THEN 'EXCLUSION' ELSE con.contype::text END AS type, \
+       pg_catalog.pg_get_constraintdef(con.oid) AS definition, \
+       con.convalidated AS validated \
+     FROM pg_catalog.pg_constraint con \
+     JOIN pg_catalog.pg_class t ON t.oid = con.conrelid \
+     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
+     WHERE n.nspname = $1 AND t.relname = $2 \
+     ORDER BY con.contype = 'p' DESC, con.conname";
+
+pub async fn describe_table(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+    let mut a = ArgReader::new("describe_table", args);
+    let table = a.string("table_name");
+    let schema = a.string_or("schema", "public");
+    a.finish().map_err(ToolError)?;
+    let executor = tb.executor()?;
+    if table.trim().is_empty() {
+        return Err(ToolError(
+            "Incorrect invocation: describe_table invoked without a table name".into(),
+        ));
+    }
+    let statement = |sql: &str, params: Vec<Value>| Statement {
+        sql: sql.to_owned(),
+        params,
+    };
+    let found = executor
+        .run(&Work::new(
+            Mode::ReadOnly,
+            vec![statement(
+                RESOLVE_TABLE,
+                vec![schema.clone().into(), table.clone().into()],
+            )],
+        ))
+        .await
+        .map_err(|e| ToolError(e.to_string()))?;
+    let Some(row) = found.rows.first() else {
+        return Err(ToolError(format!(
+            "table \"{table}\" was not found in schema \"{schema}\" (list_tables shows the tables of a schema)"
+        )));
+    };
+    let key = vec![row["schema_name"].clone(), row["table_name"].clone()];
+    let mut work = Work::new(
+        Mode::ReadOnly,
+        vec![
+            statement(DESCRIBE_COLUMNS, key.clone()),
+            statement(DESCRIBE_INDEXES, key.clone()),
+            statement(DESCRIBE_CONSTRAINTS, key.clone()),
+        ],
+    );
+    work.keep_all = true;
+    let mut parts = executor
+        .run_all(&work)
+        .await
+        .map_err(|e| ToolError(e.to_string()))?
+        .into_iter()
+        .map(|o| Value::Array(o.rows.into_iter().map(Value::Object).collect()));
+    let mut next = || parts.next().unwrap_or(Value::Array(Vec::new()));
+    Ok(Output::Structured(json!({
+        "schema": key[0],
+        "table": key[1],
+        "columns": next(),
+        "indexes": next(),
+        "constraints": next(),
+    })))
+}
+
+/// The `query` result: rows, their count, and the columns with their types.
+fn rows_json(outcome: Outcome) -> Value {
+    let count = outcome.rows.len();
+    json!({
+        "rows": outcome.rows.into_iter().map(Value::Object).collect::<Vec<_>>(),
+        "rowCount": count,
+        "columns": outcome.columns,
+    })
+}
