@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use futures_util::{StreamExt, pin_mut};
+use futures_util::{StreamExt, join, pin_mut};
 use serde_json::{Map, Value};
 
 use crate::connection::{ConnectError, DbError, Pool, Pooled};
@@ -146,12 +146,12 @@ impl Executor {
         loop {
             let conn = self.checkout().await?;
             let serial = conn.serial;
-            let result = run_unit(&conn, work).await;
+            let (result, reset_done) = run_unit(&conn, work).await;
             let broken =
                 result.as_ref().err().is_some_and(ExecError::broken) || conn.client.is_closed();
             if broken {
                 discard(conn);
-            } else {
+            } else if !reset_done {
                 reset(conn).await;
             }
             match result {
@@ -187,7 +187,7 @@ fn discard(conn: Pooled) {
 /// Scrubs session state so the next call starts clean; a connection that cannot be
 /// scrubbed is discarded rather than reused.
 async fn reset(conn: Pooled) {
-    if let Err(e) = conn.client.batch_execute("RESET ALL; RESET ROLE").await {
+    if let Err(e) = conn.client.batch_execute(RESET).await {
         tracing::warn!(
             connection = conn.serial,
             "session reset failed; discarding the connection: {}",
@@ -197,65 +197,145 @@ async fn reset(conn: Pooled) {
     }
 }
 
-async fn run_unit(conn: &Pooled, work: &Work) -> Result<Vec<Outcome>, ExecError> {
+/// Runs the unit's statements. Returns the outcome and whether the session reset has
+/// already run (it travels with COMMIT, so the happy path needs no extra round trip).
+///
+/// Round trips: BEGIN travels with the first statement's Parse/Describe, and nothing
+/// executes until BEGIN has succeeded; the last statement's Bind/Execute travels with
+/// `COMMIT; RESET ALL; RESET ROLE`. A one-statement unit costs two round trips.
+async fn run_unit(conn: &Pooled, work: &Work) -> (Result<Vec<Outcome>, ExecError>, bool) {
     let client = &conn.client;
     let begin = match work.mode {
         Mode::ReadOnly => Some("BEGIN TRANSACTION READ ONLY"),
         Mode::ReadWrite => Some("BEGIN"),
         Mode::Autocommit => None,
     };
-    if let Some(begin) = begin {
-        client
-            .batch_execute(begin)
-            .await
-            .map_err(|e| ExecError::Begin(e.into()))?;
-    }
+    let Some(first) = work.statements.first() else {
+        return (Ok(Vec::new()), false);
+    };
+    let mut prepared = Some(match begin {
+        Some(begin) => {
+            let (begun, prepared) = join!(client.batch_execute(begin), client.prepare(&first.sql));
+            if let Err(e) = begun {
+                return (Err(ExecError::Begin(e.into())), false);
+            }
+            prepared
+        }
+        None => client.prepare(&first.sql).await,
+    });
     let mut outcomes = Vec::with_capacity(if work.keep_all {
         work.statements.len()
     } else {
         1
     });
+    let last = work.statements.len() - 1;
     for (index, statement) in work.statements.iter().enumerate() {
-        match run_statement(client, statement).await {
-            Ok(o) => {
-                if !work.keep_all {
-                    outcomes.clear();
-                }
-                outcomes.push(o);
-            }
-            Err(error) => {
-                if begin.is_some() && !error.broken {
-                    if let Err(e) = client.batch_execute("ROLLBACK").await {
-                        tracing::warn!(
-                            connection = conn.serial,
-                            "ROLLBACK failed: {}",
-                            DbError::from(&e)
-                        );
+        let prepared = match prepared.take() {
+            Some(p) => p,
+            None => client.prepare(&statement.sql).await,
+        };
+        let failed = |error: DbError| ExecError::Statement { index, error };
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => return abandon(conn, begin.is_some(), failed(e.into())).await,
+        };
+        if index < last {
+            match execute(client, &prepared, statement).await {
+                Ok(o) => {
+                    if work.keep_all {
+                        outcomes.push(o);
                     }
                 }
-                return Err(ExecError::Statement { index, error });
+                Err(error) => return abandon(conn, begin.is_some(), failed(error)).await,
             }
+            continue;
         }
-    }
-    if begin.is_some() {
-        if let Err(e) = client.batch_execute("COMMIT").await {
-            let error = DbError::from(&e);
-            if error.broken && work.mode == Mode::ReadWrite {
-                return Err(ExecError::CommitUnknown(error));
+        let finish = if begin.is_some() {
+            FINISH_TRANSACTION
+        } else {
+            RESET
+        };
+        let (executed, finished) = join!(
+            execute(client, &prepared, statement),
+            finish_with(client, finish)
+        );
+        return match (executed, finished) {
+            // A COMMIT in a failed transaction rolls it back; the reset then ran too.
+            (Err(error), finished) => (Err(failed(error)), finished.is_ok_and(|reset| reset)),
+            (Ok(o), Ok(reset)) => {
+                outcomes.push(o);
+                (Ok(outcomes), reset)
             }
-            return Err(ExecError::Commit(error));
-        }
+            (Ok(o), Err(error)) if begin.is_none() => {
+                // Autocommit: the statement is done; only the reset failed.
+                tracing::warn!(connection = conn.serial, "session reset failed: {error}");
+                outcomes.push(o);
+                (Ok(outcomes), false)
+            }
+            (Ok(_), Err(error)) if error.broken && work.mode == Mode::ReadWrite => {
+                (Err(ExecError::CommitUnknown(error)), false)
+            }
+            (Ok(_), Err(error)) => (Err(ExecError::Commit(error)), false),
+        };
     }
-    Ok(outcomes)
+    unreachable!("the last statement returns")
 }
 
-/// Prepares (so the server infers parameter types), binds the JSON parameters in text
-/// format, and reads every row of one statement.
-async fn run_statement(
+/// Ends a transaction and scrubs the session in one round trip.
+const FINISH_TRANSACTION: &str = "COMMIT; RESET ALL; RESET ROLE";
+/// Scrubs session state between calls.
+const RESET: &str = "RESET ALL; RESET ROLE";
+/// Abandons a failed transaction and scrubs the session in one round trip.
+const ABANDON_TRANSACTION: &str = "ROLLBACK; RESET ALL; RESET ROLE";
+
+/// Runs `sql` (COMMIT or ROLLBACK followed by the reset, or the reset alone). `Err` when
+/// its first command failed; `Ok(false)` when that succeeded but the reset did not.
+async fn finish_with(client: &tokio_postgres::Client, sql: &str) -> Result<bool, DbError> {
+    let stream = client.simple_query_raw(sql).await?;
+    pin_mut!(stream);
+    let mut completed = 0;
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(tokio_postgres::SimpleQueryMessage::CommandComplete(_)) => completed += 1,
+            Ok(_) => {}
+            Err(e) if completed == 0 => return Err(DbError::from(&e)),
+            Err(_) => return Ok(false),
+        }
+    }
+    Ok(true)
+}
+
+/// After a failed statement: roll back (if in a transaction) and reset, then report `error`.
+async fn abandon(
+    conn: &Pooled,
+    in_transaction: bool,
+    error: ExecError,
+) -> (Result<Vec<Outcome>, ExecError>, bool) {
+    if error.broken() {
+        return (Err(error), false);
+    }
+    let sql = if in_transaction {
+        ABANDON_TRANSACTION
+    } else {
+        RESET
+    };
+    let reset = match finish_with(&conn.client, sql).await {
+        Ok(reset) => reset,
+        Err(e) => {
+            tracing::warn!(connection = conn.serial, "ROLLBACK failed: {e}");
+            false
+        }
+    };
+    (Err(error), reset)
+}
+
+/// Binds the JSON parameters (in text format, typed by the server's inference) to a
+/// prepared statement, executes it and reads every row.
+async fn execute(
     client: &tokio_postgres::Client,
+    prepared: &tokio_postgres::Statement,
     statement: &Statement,
 ) -> Result<Outcome, DbError> {
-    let prepared = client.prepare(&statement.sql).await?;
     let types = prepared.params();
     if types.len() != statement.params.len() {
         return Err(DbError::other(
@@ -281,7 +361,7 @@ async fn run_statement(
             type_name: value::type_name(c.type_()),
         })
         .collect();
-    let stream = client.query_raw(&prepared, params.iter()).await?;
+    let stream = client.query_raw(prepared, params.iter()).await?;
     pin_mut!(stream);
     let mut rows = Vec::new();
     while let Some(row) = stream.next().await {
