@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::executor::{Limits, RetryPolicy};
 use crate::policy::{Access, RuleSet};
 
 /// The reference server's effective knowledge-server default (its argparse default).
@@ -73,6 +74,31 @@ pub struct Args {
     /// plus the power's policy on foreign keys and JSON columns) or `cluster`.
     #[arg(long = "rules", value_name = "SET", env = "DSQL_RULES", value_parser = parse_rules, default_value = "power")]
     pub rules: RuleSet,
+
+    /// Bound on every tool call, retries included; the running statement is cancelled on the
+    /// server when it expires. Below agent hosts' own 60 s request timeout.
+    #[arg(long = "query-timeout", value_name = "SECONDS", default_value_t = 50.0)]
+    pub query_timeout: f64,
+
+    /// Rows kept from one result; the rest is cut and the result says so.
+    #[arg(long = "max-rows", value_name = "N", default_value_t = 1000)]
+    pub max_rows: usize,
+
+    /// Bytes of row JSON kept from one result.
+    #[arg(long = "max-result-bytes", value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_result_bytes: usize,
+
+    /// Re-runs of a unit after an OCC conflict (SQLSTATE 40001) or a waking cluster.
+    #[arg(long = "occ-retries", value_name = "N", default_value_t = 3)]
+    pub occ_retries: u32,
+
+    /// First backoff delay in milliseconds; doubles per retry, with jitter.
+    #[arg(long = "occ-backoff-ms", value_name = "MS", default_value_t = 100)]
+    pub occ_backoff_ms: u64,
+
+    /// Longest backoff delay in milliseconds.
+    #[arg(long = "occ-backoff-max-ms", value_name = "MS", default_value_t = 5000)]
+    pub occ_backoff_max_ms: u64,
 }
 
 fn parse_rules(s: &str) -> Result<RuleSet, String> {
@@ -113,6 +139,8 @@ pub struct Config {
     pub rules: RuleSet,
     pub knowledge_server: String,
     pub knowledge_timeout: Duration,
+    pub limits: Limits,
+    pub retry: RetryPolicy,
 }
 
 /// A configuration the server cannot start with; printed as one line on stderr.
@@ -158,6 +186,22 @@ impl Config {
         let knowledge_server = validate_knowledge_url(&args.knowledge_server)?;
         if !(args.knowledge_timeout > 0.0 && args.knowledge_timeout.is_finite()) {
             return Err(ConfigError::KnowledgeTimeout(args.knowledge_timeout));
+        }
+        if !(args.query_timeout > 0.0 && args.query_timeout.is_finite()) {
+            return Err(ConfigError::Invalid(format!(
+                "--query-timeout must be a positive number of seconds. Got: {}",
+                args.query_timeout
+            )));
+        }
+        if args.max_rows == 0 || args.max_result_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "--max-rows and --max-result-bytes must be at least 1".into(),
+            ));
+        }
+        if args.occ_backoff_ms > args.occ_backoff_max_ms {
+            return Err(ConfigError::Invalid(
+                "--occ-backoff-ms must not exceed --occ-backoff-max-ms".into(),
+            ));
         }
         if let Some(path) = &args.ssl_root_cert {
             std::fs::metadata(path)
@@ -231,6 +275,16 @@ impl Config {
             rules: args.rules,
             knowledge_server,
             knowledge_timeout: Duration::from_secs_f64(args.knowledge_timeout),
+            limits: Limits {
+                timeout: Duration::from_secs_f64(args.query_timeout),
+                max_rows: args.max_rows,
+                max_bytes: args.max_result_bytes,
+            },
+            retry: RetryPolicy {
+                max_retries: args.occ_retries,
+                base: Duration::from_millis(args.occ_backoff_ms),
+                cap: Duration::from_millis(args.occ_backoff_max_ms),
+            },
         })
     }
 }

@@ -5,21 +5,33 @@
 //! share a transaction. The shape of every unit is fixed here, not by the caller:
 //!
 //! ```text
-//! BEGIN [TRANSACTION READ ONLY]  ->  statement 1 .. n  ->  COMMIT   (ROLLBACK on error)
-//! RESET ALL; RESET ROLE          (a connection whose reset fails is discarded)
+//! BEGIN [TRANSACTION READ ONLY] + Parse(1)       -- one round trip; nothing runs unless BEGIN succeeded
+//! statements 1 .. n-1
+//! Execute(n) + COMMIT; RESET ALL; RESET ROLE     -- one round trip (ROLLBACK on error)
 //! ```
 //!
 //! Caller SQL only ever travels through the extended protocol, one statement per message,
-//! so `COMMIT; DROP ...` cannot escape the transaction. When the connection breaks, the
-//! connection is discarded and the *whole* unit is re-run once on a fresh connection (new
-//! token), inside its transaction again, never a lone statement outside it. A write unit
-//! whose connection died during COMMIT is not re-run: its outcome is unknown and the
-//! caller is told so.
+//! so `COMMIT; DROP ...` cannot escape the transaction. A connection whose reset fails is
+//! discarded.
+//!
+//! Failures DSQL makes ordinary are handled here, once for every tool:
+//! - a broken connection: discarded, and the *whole* unit re-run once on a fresh connection
+//!   (new token), inside its transaction again, never a lone statement outside it;
+//! - SQLSTATE 40001 (OCC conflicts OC000/OC001): nothing committed, so the whole unit is re-run
+//!   on a fresh snapshot with exponential backoff and jitter, a bounded number of times;
+//! - a cluster that is waking up: the connection attempt is retried with backoff;
+//! - a COMMIT whose connection died: the outcome is unknown, so it is reported, never re-run;
+//! - the call's deadline or an MCP cancellation: the statement is cancelled on the server,
+//!   the transaction rolled back, and the connection reused, or dropped if it does not answer.
+//!
+//! Results are bounded (`Limits`) while they are read, so a huge result never sits in memory.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, join, pin_mut};
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
 
 use crate::connection::{ConnectError, DbError, Pool, Pooled};
 use crate::value::{self, TextParam};
@@ -70,13 +82,118 @@ pub struct Column {
     pub type_name: String,
 }
 
-/// What the last statement of a unit produced.
+/// Why a result was cut short.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Truncation {
+    /// More than `Limits::max_rows` rows.
+    Rows(usize),
+    /// More than `Limits::max_bytes` bytes of JSON.
+    Bytes(usize),
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Truncation::Rows(n) => write!(f, "the result has more than {n} rows (--max-rows)"),
+            Truncation::Bytes(n) => write!(
+                f,
+                "the result is larger than {n} bytes (--max-result-bytes)"
+            ),
+        }
+    }
+}
+
+/// What one statement produced.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Outcome {
     pub columns: Vec<Column>,
     pub rows: Vec<Map<String, Value>>,
-    /// Rows inserted, updated, deleted or returned, as the command tag says.
+    /// Rows inserted, updated, deleted or returned, as the command tag says
+    /// (`None` when the result was truncated before the command completed).
     pub rows_affected: Option<u64>,
+    /// Set when `rows` holds only the first part of the result.
+    pub truncated: Option<Truncation>,
+}
+
+/// Bounds on one tool call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The whole call, retries included.
+    pub timeout: Duration,
+    /// Rows kept from one result.
+    pub max_rows: usize,
+    /// Bytes of row JSON kept from one result.
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_secs(50),
+            max_rows: 1_000,
+            max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// How conflicts (40001) and a waking cluster are retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Re-runs after the first attempt.
+    pub max_retries: u32,
+    /// Delay before the first re-run; doubles each time, with up to 25 % jitter.
+    pub base: Duration,
+    /// Longest delay between two attempts.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before re-run number `attempt` (1-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let capped = exp.min(self.cap);
+        let jitter = capped.mul_f64(fastrand::f64() * 0.25);
+        (capped + jitter).min(self.cap)
+    }
+}
+
+/// Something worth telling the agent while a call runs (sent as MCP log notifications).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The unit is re-run after an OCC conflict or a waking cluster.
+    Retry {
+        attempt: u32,
+        delay: Duration,
+        reason: String,
+    },
+    /// The connection broke; the unit is re-run on a fresh one.
+    Reconnect { reason: String },
+    /// A result was cut short.
+    Truncated { kept: usize, why: Truncation },
+}
+
+/// Receives events; the MCP layer turns them into log notifications.
+pub trait Observer: Send + Sync {
+    fn event(&self, event: Event);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _: Event) {}
 }
 
 /// Why a unit failed. Each variant says which step failed.
@@ -96,6 +213,14 @@ pub enum ExecError {
         "The connection was lost while committing; the outcome of the transaction is unknown. Check the data before re-running the writes. ({0})"
     )]
     CommitUnknown(DbError),
+    #[error(
+        "The call timed out after {0:?} (--query-timeout) and its statement was cancelled; nothing was committed. Narrow the query (WHERE, LIMIT) or raise --query-timeout."
+    )]
+    Timeout(Duration),
+    #[error(
+        "The call was cancelled by the client; its statement was cancelled and nothing was committed."
+    )]
+    Cancelled,
 }
 
 impl ExecError {
@@ -117,52 +242,163 @@ impl ExecError {
     fn broken(&self) -> bool {
         self.db_error().is_some_and(|e| e.broken)
     }
+
+    /// An optimistic-concurrency conflict: nothing was committed, the unit may run again.
+    pub fn is_conflict(&self) -> bool {
+        !matches!(self, ExecError::CommitUnknown(_)) && self.code() == Some("40001")
+    }
+
+    /// DSQL is resuming an inactive cluster and asks to be called again.
+    fn is_waking(&self) -> bool {
+        matches!(self, ExecError::Connect(ConnectError::Postgres(e)) if e.message.contains("waking up cluster"))
+    }
 }
+
+/// How one call may be stopped, and who hears about retries and truncation.
+pub struct Control<'a> {
+    pub cancel: CancellationToken,
+    pub observer: &'a dyn Observer,
+}
+
+impl Control<'_> {
+    /// No cancellation, no observer.
+    pub fn none() -> Control<'static> {
+        Control {
+            cancel: CancellationToken::new(),
+            observer: &Silent,
+        }
+    }
+}
+
+/// How long a cancelled statement may take to stop before its connection is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs units of work on pooled connections.
 pub struct Executor {
     pool: Arc<Pool>,
+    limits: Limits,
+    retry: RetryPolicy,
 }
 
 impl Executor {
-    pub fn new(pool: Arc<Pool>) -> Executor {
-        Executor { pool }
+    pub fn new(pool: Arc<Pool>, limits: Limits, retry: RetryPolicy) -> Executor {
+        Executor {
+            pool,
+            limits,
+            retry,
+        }
     }
 
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
-    /// Runs `work` and returns the last statement's outcome.
-    pub async fn run(&self, work: &Work) -> Result<Outcome, ExecError> {
-        Ok(self.run_all(work).await?.pop().unwrap_or_default())
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
-    /// Runs `work`, re-running it once on a fresh connection if the connection breaks
-    /// before the outcome is known. Returns one outcome per statement when
-    /// `work.keep_all`, else only the last statement's.
-    pub async fn run_all(&self, work: &Work) -> Result<Vec<Outcome>, ExecError> {
-        let mut retried = false;
+    /// Runs `work` and returns the last statement's outcome.
+    pub async fn run(&self, work: &Work, ctl: &Control<'_>) -> Result<Outcome, ExecError> {
+        Ok(self.run_all(work, ctl).await?.pop().unwrap_or_default())
+    }
+
+    /// Runs `work` to completion, retrying as the module doc says. Returns one outcome per
+    /// statement when `work.keep_all`, else only the last statement's.
+    pub async fn run_all(&self, work: &Work, ctl: &Control<'_>) -> Result<Vec<Outcome>, ExecError> {
+        let deadline = Instant::now() + self.limits.timeout;
+        let mut reconnected = false;
+        let mut retries = 0;
         loop {
-            let conn = self.checkout().await?;
-            let serial = conn.serial;
-            let (result, reset_done) = run_unit(&conn, work).await;
-            let broken =
-                result.as_ref().err().is_some_and(ExecError::broken) || conn.client.is_closed();
-            if broken {
-                discard(conn);
-            } else if !reset_done {
-                reset(conn).await;
+            let result = self.attempt(work, ctl, deadline).await;
+            let err = match result {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(e) => e,
+            };
+            if err.broken() && !reconnected && !matches!(err, ExecError::CommitUnknown(_)) {
+                reconnected = true;
+                ctl.observer.event(Event::Reconnect {
+                    reason: err.to_string(),
+                });
+                continue;
             }
-            match result {
-                Err(e) if broken && !retried && !matches!(e, ExecError::CommitUnknown(_)) => {
-                    tracing::warn!(
-                        connection = serial,
-                        "connection broke during a tool call; re-running the whole unit on a fresh connection: {e}"
-                    );
-                    retried = true;
+            if (err.is_conflict() || err.is_waking()) && retries < self.retry.max_retries {
+                retries += 1;
+                let delay = self.retry.delay(retries);
+                if Instant::now() + delay >= deadline {
+                    return Err(err);
                 }
-                other => return other,
+                ctl.observer.event(Event::Retry {
+                    attempt: retries,
+                    delay,
+                    reason: err.to_string(),
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = ctl.cancel.cancelled() => return Err(ExecError::Cancelled),
+                }
+                continue;
+            }
+            return Err(err);
+        }
+    }
+
+    /// One attempt on one connection, bounded by the deadline and the cancellation token.
+    async fn attempt(
+        &self,
+        work: &Work,
+        ctl: &Control<'_>,
+        deadline: Instant,
+    ) -> Result<Vec<Outcome>, ExecError> {
+        let conn = tokio::select! {
+            conn = self.checkout() => conn?,
+            _ = tokio::time::sleep_until(deadline.into()) => return Err(ExecError::Timeout(self.limits.timeout)),
+            _ = ctl.cancel.cancelled() => return Err(ExecError::Cancelled),
+        };
+        let mut stopped = None;
+        let done = {
+            let unit = run_unit(&conn, work, &self.limits, ctl.observer);
+            pin_mut!(unit);
+            let first = tokio::select! {
+                done = &mut unit => Some(done),
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    stopped = Some(ExecError::Timeout(self.limits.timeout));
+                    None
+                }
+                _ = ctl.cancel.cancelled() => {
+                    stopped = Some(ExecError::Cancelled);
+                    None
+                }
+            };
+            match first {
+                Some(done) => Some(done),
+                None => {
+                    // Stop the statement on the server, then let the unit roll back and reset.
+                    let cancel = conn.client.cancel_token();
+                    if let Err(e) = cancel.cancel_query(self.pool.manager().tls().clone()).await {
+                        tracing::warn!(
+                            connection = conn.serial,
+                            "cancel request failed: {}",
+                            DbError::from(&e)
+                        );
+                    }
+                    tokio::time::timeout(CANCEL_GRACE, &mut unit).await.ok()
+                }
+            }
+        };
+        match (done, stopped) {
+            (Some(done), None) => finish_attempt(conn, done).await,
+            (Some(done), Some(stopped)) => {
+                // The unit ended (usually 57014 query_canceled); the connection is kept if clean.
+                let _ = finish_attempt(conn, done).await;
+                Err(stopped)
+            }
+            (None, stopped) => {
+                tracing::warn!(
+                    connection = conn.serial,
+                    "statement did not stop after cancel; dropping the connection"
+                );
+                discard(conn);
+                Err(stopped.unwrap_or(ExecError::Cancelled))
             }
         }
     }
@@ -177,6 +413,20 @@ impl Executor {
             other => ExecError::Pool(other.to_string()),
         })
     }
+}
+
+/// Returns the connection to the pool clean, or discards it.
+async fn finish_attempt(
+    conn: Pooled,
+    (result, reset_done): (Result<Vec<Outcome>, ExecError>, bool),
+) -> Result<Vec<Outcome>, ExecError> {
+    let broken = result.as_ref().err().is_some_and(ExecError::broken) || conn.client.is_closed();
+    if broken {
+        discard(conn);
+    } else if !reset_done {
+        reset(conn).await;
+    }
+    result
 }
 
 /// Takes a connection out of the pool for good; dropping it closes it.
@@ -197,13 +447,21 @@ async fn reset(conn: Pooled) {
     }
 }
 
+/// Ends a transaction and scrubs the session in one round trip.
+const FINISH_TRANSACTION: &str = "COMMIT; RESET ALL; RESET ROLE";
+/// Scrubs session state between calls.
+const RESET: &str = "RESET ALL; RESET ROLE";
+/// Abandons a failed transaction and scrubs the session in one round trip.
+const ABANDON_TRANSACTION: &str = "ROLLBACK; RESET ALL; RESET ROLE";
+
 /// Runs the unit's statements. Returns the outcome and whether the session reset has
 /// already run (it travels with COMMIT, so the happy path needs no extra round trip).
-///
-/// Round trips: BEGIN travels with the first statement's Parse/Describe, and nothing
-/// executes until BEGIN has succeeded; the last statement's Bind/Execute travels with
-/// `COMMIT; RESET ALL; RESET ROLE`. A one-statement unit costs two round trips.
-async fn run_unit(conn: &Pooled, work: &Work) -> (Result<Vec<Outcome>, ExecError>, bool) {
+async fn run_unit(
+    conn: &Pooled,
+    work: &Work,
+    limits: &Limits,
+    observer: &dyn Observer,
+) -> (Result<Vec<Outcome>, ExecError>, bool) {
     let client = &conn.client;
     let begin = match work.mode {
         Mode::ReadOnly => Some("BEGIN TRANSACTION READ ONLY"),
@@ -240,7 +498,7 @@ async fn run_unit(conn: &Pooled, work: &Work) -> (Result<Vec<Outcome>, ExecError
             Err(e) => return abandon(conn, begin.is_some(), failed(e.into())).await,
         };
         if index < last {
-            match execute(client, &prepared, statement).await {
+            match execute(client, &prepared, statement, limits, observer).await {
                 Ok(o) => {
                     if work.keep_all {
                         outcomes.push(o);
@@ -256,7 +514,7 @@ async fn run_unit(conn: &Pooled, work: &Work) -> (Result<Vec<Outcome>, ExecError
             RESET
         };
         let (executed, finished) = join!(
-            execute(client, &prepared, statement),
+            execute(client, &prepared, statement, limits, observer),
             finish_with(client, finish)
         );
         return match (executed, finished) {
@@ -280,13 +538,6 @@ async fn run_unit(conn: &Pooled, work: &Work) -> (Result<Vec<Outcome>, ExecError
     }
     unreachable!("the last statement returns")
 }
-
-/// Ends a transaction and scrubs the session in one round trip.
-const FINISH_TRANSACTION: &str = "COMMIT; RESET ALL; RESET ROLE";
-/// Scrubs session state between calls.
-const RESET: &str = "RESET ALL; RESET ROLE";
-/// Abandons a failed transaction and scrubs the session in one round trip.
-const ABANDON_TRANSACTION: &str = "ROLLBACK; RESET ALL; RESET ROLE";
 
 /// Runs `sql` (COMMIT or ROLLBACK followed by the reset, or the reset alone). `Err` when
 /// its first command failed; `Ok(false)` when that succeeded but the reset did not.
@@ -330,11 +581,13 @@ async fn abandon(
 }
 
 /// Binds the JSON parameters (in text format, typed by the server's inference) to a
-/// prepared statement, executes it and reads every row.
+/// prepared statement, executes it and reads its rows up to the limits.
 async fn execute(
     client: &tokio_postgres::Client,
     prepared: &tokio_postgres::Statement,
     statement: &Statement,
+    limits: &Limits,
+    observer: &dyn Observer,
 ) -> Result<Outcome, DbError> {
     let types = prepared.params();
     if types.len() != statement.params.len() {
@@ -364,13 +617,114 @@ async fn execute(
     let stream = client.query_raw(prepared, params.iter()).await?;
     pin_mut!(stream);
     let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = None;
     while let Some(row) = stream.next().await {
         let row = row?;
-        rows.push(value::row_to_object(&row)?);
+        if truncated.is_some() {
+            continue; // drain the rest so the connection stays in step
+        }
+        if rows.len() == limits.max_rows {
+            truncated = Some(Truncation::Rows(limits.max_rows));
+            continue;
+        }
+        let object = value::row_to_object(&row)?;
+        bytes += json_size(&object);
+        if bytes > limits.max_bytes && !rows.is_empty() {
+            truncated = Some(Truncation::Bytes(limits.max_bytes));
+            continue;
+        }
+        rows.push(object);
+    }
+    if let Some(why) = &truncated {
+        observer.event(Event::Truncated {
+            kept: rows.len(),
+            why: why.clone(),
+        });
     }
     Ok(Outcome {
         columns,
         rows,
         rows_affected: stream.rows_affected(),
+        truncated,
     })
+}
+
+/// The size of a row as JSON, without building the string.
+fn json_size(row: &Map<String, Value>) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, row);
+    counter.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_stays_under_the_cap() {
+        let p = RetryPolicy {
+            max_retries: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(5),
+        };
+        for _ in 0..200 {
+            let d1 = p.delay(1);
+            assert!(
+                d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(125),
+                "{d1:?}"
+            );
+            let d3 = p.delay(3);
+            assert!(
+                d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(500),
+                "{d3:?}"
+            );
+            assert!(p.delay(10) <= Duration::from_secs(5));
+            assert!(p.delay(10) >= Duration::from_secs(5) - Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn conflicts_are_retryable_but_unknown_commits_are_not() {
+        let conflict = DbError {
+            code: Some("40001".into()),
+            severity: Some("ERROR".into()),
+            message: "change conflicts with another transaction (OC000)".into(),
+            detail: None,
+            hint: None,
+            position: None,
+            broken: false,
+        };
+        assert!(ExecError::Commit(conflict.clone()).is_conflict());
+        assert!(
+            ExecError::Statement {
+                index: 0,
+                error: conflict.clone()
+            }
+            .is_conflict()
+        );
+        assert!(!ExecError::CommitUnknown(conflict.clone()).is_conflict());
+        for code in ["23505", "54000", "0A000", "23503"] {
+            let mut e = conflict.clone();
+            e.code = Some(code.into());
+            assert!(!ExecError::Commit(e).is_conflict(), "{code}");
+        }
+    }
+
+    #[test]
+    fn json_size_matches_serialization() {
+        let row: Map<String, Value> =
+            serde_json::from_str(r#"{"a":1,"b":"héllo","c":[1,2,{"d":null}]}"#).unwrap();
+        assert_eq!(json_size(&row), serde_json::to_string(&row).unwrap().len());
+    }
 }

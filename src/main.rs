@@ -1,5 +1,8 @@
 //! Entry point: parse the command line, start logging to stderr, serve MCP on stdio.
 
+// rmcp's service future nests deeply enough to exceed the default layout depth.
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -51,7 +54,11 @@ async fn serve(config: Config) -> ExitCode {
                     endpoint = %db.endpoint, port = db.port, user = %db.user, region = %db.region,
                     access = ?config.access, "database configured"
                 );
-                Some(std::sync::Arc::new(Executor::new(pool)))
+                Some(std::sync::Arc::new(Executor::new(
+                    pool,
+                    config.limits,
+                    config.retry,
+                )))
             }
             Err(e) => {
                 eprintln!("aurora-dsql-mcp-server: {e}");

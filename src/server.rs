@@ -22,7 +22,8 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use crate::tools::{Output, ToolError, Toolbox};
+use crate::executor::{Control, Event, Observer};
+use crate::tools::{Output, ToolError, Toolbox, truncation_note};
 
 /// What the server tells an agent about itself at `initialize`.
 pub const INSTRUCTIONS: &str = "\
@@ -65,6 +66,40 @@ impl DsqlServer {
     }
 }
 
+/// Turns executor events (retries, reconnects, truncation) into log notifications.
+struct Notifier {
+    server: DsqlServer,
+    peer: Peer<RoleServer>,
+}
+
+impl Observer for Notifier {
+    fn event(&self, event: Event) {
+        let (level, text) = match &event {
+            Event::Retry {
+                attempt,
+                delay,
+                reason,
+            } => (
+                LoggingLevel::Warning,
+                format!(
+                    "retrying the whole unit of work (retry {attempt}, after {delay:?}): {reason}"
+                ),
+            ),
+            Event::Reconnect { reason } => (
+                LoggingLevel::Warning,
+                format!(
+                    "connection lost; re-running the whole unit on a fresh connection: {reason}"
+                ),
+            ),
+            Event::Truncated { kept, why } => (LoggingLevel::Notice, truncation_note(*kept, why)),
+        };
+        tracing::info!("{text}");
+        let server = self.server.clone();
+        let peer = self.peer.clone();
+        tokio::spawn(async move { server.notify(&peer, level, Value::String(text)).await });
+    }
+}
+
 fn rank(level: LoggingLevel) -> u8 {
     match level {
         LoggingLevel::Debug => 0,
@@ -86,14 +121,22 @@ fn pretty(v: &Value) -> String {
 /// Turns a tool's output into the MCP result.
 pub fn shape(output: Output) -> CallToolResult {
     match output {
-        Output::Rows(rows) => {
-            let content = rows
+        Output::Rows { rows, truncated } => {
+            let mut content: Vec<ContentBlock> = rows
                 .iter()
                 .map(|row| ContentBlock::text(pretty(&Value::Object(row.clone()))))
                 .collect();
+            let kept = rows.len();
             let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
+            let mut structured = json!({ "result": rows });
+            if let Some(why) = truncated {
+                let note = truncation_note(kept, &why);
+                content.push(ContentBlock::text(note.clone()));
+                structured["truncated"] = Value::Bool(true);
+                structured["note"] = Value::String(note);
+            }
             let mut result = CallToolResult::success(content);
-            result.structured_content = Some(json!({ "result": rows }));
+            result.structured_content = Some(structured);
             result
         }
         Output::Text(v) => CallToolResult::success(vec![ContentBlock::text(pretty(&v))]),
@@ -140,7 +183,15 @@ impl ServerHandler for DsqlServer {
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
         let started = std::time::Instant::now();
-        let Some(result) = self.toolbox.call(name, &args).await else {
+        let observer = Notifier {
+            server: self.clone(),
+            peer: context.peer.clone(),
+        };
+        let ctl = Control {
+            cancel: context.ct.clone(),
+            observer: &observer,
+        };
+        let Some(result) = self.toolbox.call(name, &args, &ctl).await else {
             return Err(McpError::invalid_params(
                 format!("Unknown tool: {name}"),
                 None,

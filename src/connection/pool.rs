@@ -82,6 +82,11 @@ impl Manager {
     pub fn minter(&self) -> &TokenMinter {
         &self.minter
     }
+
+    /// The TLS connector, also used to send cancel requests.
+    pub fn tls(&self) -> &MakeRustlsConnect {
+        &self.tls
+    }
 }
 
 impl managed::Manager for Manager {
@@ -138,11 +143,11 @@ pub type Pooled = managed::Object<Manager>;
 
 /// Builds the pool; no connection is opened until the first tool call needs one.
 pub fn build(db: &Database) -> Result<Arc<Pool>, tls::TlsError> {
-    let pool = managed::Pool::builder(Manager::new(db)?)
+    managed::Pool::builder(Manager::new(db)?)
         .max_size(MAX_SIZE)
         .runtime(deadpool::Runtime::Tokio1)
         .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(5)))
         .build()
-        .expect("a pool with a runtime set always builds");
-    Ok(Arc::new(pool))
+        .map(Arc::new)
+        .map_err(|e| tls::TlsError::other(format!("connection pool: {e}")))
 }

@@ -18,6 +18,12 @@ use rustls::pki_types::pem::PemObject;
 #[error("TLS configuration: {0}")]
 pub struct TlsError(String);
 
+impl TlsError {
+    pub fn other(message: String) -> TlsError {
+        TlsError(message)
+    }
+}
+
 /// The rustls client configuration for database connections.
 ///
 /// Built with an explicit crypto provider: with two providers in the dependency graph,

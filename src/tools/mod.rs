@@ -16,7 +16,7 @@ use rmcp::model::{Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::executor::Executor;
+use crate::executor::{Control, Executor, Truncation};
 use crate::policy::Access;
 
 /// The message every database tool answers with when no cluster is configured.
@@ -27,8 +27,11 @@ pub const NOT_CONFIGURED: &str =
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// The reference's row tools: one pretty-JSON text per row, and
-    /// `structuredContent = {"result": rows}`.
-    Rows(Vec<Map<String, Value>>),
+    /// `structuredContent = {"result": rows}`; a cut result says so after the rows.
+    Rows {
+        rows: Vec<Map<String, Value>>,
+        truncated: Option<Truncation>,
+    },
     /// One pretty-JSON text and no structured content (`dsql_lint`, documentation tools).
     Text(Value),
     /// Structured content plus the same JSON as text (the power's tools).
@@ -70,16 +73,21 @@ impl Toolbox {
     }
 
     /// Runs the named tool. `None` when there is no such tool.
-    pub async fn call(&self, name: &str, args: &Map<String, Value>) -> Option<ToolResult> {
+    pub async fn call(
+        &self,
+        name: &str,
+        args: &Map<String, Value>,
+        ctl: &Control<'_>,
+    ) -> Option<ToolResult> {
         Some(match name {
-            "readonly_query" => reference::readonly_query(self, args).await,
-            "transact" => reference::transact(self, args).await,
-            "get_schema" => reference::get_schema(self, args).await,
+            "readonly_query" => reference::readonly_query(self, args, ctl).await,
+            "transact" => reference::transact(self, args, ctl).await,
+            "get_schema" => reference::get_schema(self, args, ctl).await,
             "dsql_lint" => lint::dsql_lint(args),
-            "query" => power::query(self, args).await,
-            "execute" => power::execute(self, args).await,
-            "list_tables" => power::list_tables(self, args).await,
-            "describe_table" => power::describe_table(self, args).await,
+            "query" => power::query(self, args, ctl).await,
+            "execute" => power::execute(self, args, ctl).await,
+            "list_tables" => power::list_tables(self, args, ctl).await,
+            "describe_table" => power::describe_table(self, args, ctl).await,
             _ => return None,
         })
     }
@@ -279,6 +287,13 @@ impl Toolbox {
             ),
         ]
     }
+}
+
+/// What an agent reads when a result was cut.
+pub fn truncation_note(kept: usize, why: &Truncation) -> String {
+    format!(
+        "Result truncated: {kept} rows returned because {why}. Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest."
+    )
 }
 
 fn tool(

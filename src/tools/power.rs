@@ -8,10 +8,10 @@ use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
 use super::{Output, ToolError, ToolResult, Toolbox};
-use crate::executor::{Mode, Outcome, Statement, Work};
+use crate::executor::{Control, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 
-pub async fn query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("query", args);
     let sql = a.string("sql");
     let parameters = a.values("parameters");
@@ -36,7 +36,7 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
             params: parameters,
         }],
     );
-    let outcome = executor.run(&work).await.map_err(|e| {
+    let outcome = executor.run(&work, ctl).await.map_err(|e| {
         if e.code() == Some("25006") {
             ToolError("query does not support write operations. Use execute".into())
         } else {
@@ -46,7 +46,7 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
     Ok(Output::Structured(rows_json(outcome)))
 }
 
-pub async fn execute(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("execute", args);
     let sql = a.string("sql");
     let parameters = a.values("parameters");
@@ -87,7 +87,7 @@ pub async fn execute(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
         }],
     );
     let outcome = executor
-        .run(&work)
+        .run(&work, ctl)
         .await
         .map_err(|e| ToolError(e.to_string()))?;
     let returned = outcome.rows.len() as u64;
@@ -101,7 +101,7 @@ pub async fn execute(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
     Ok(Output::Structured(result))
 }
 
-pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("list_tables", args);
     let schema = a.string_or("schema", "public");
     a.finish().map_err(ToolError)?;
@@ -117,7 +117,7 @@ pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult 
         }],
     );
     let outcome = executor
-        .run(&work)
+        .run(&work, ctl)
         .await
         .map_err(|e| ToolError(e.to_string()))?;
     let tables: Vec<Value> = outcome
@@ -172,7 +172,11 @@ const DESCRIBE_CONSTRAINTS: &str = "SELECT con.conname AS name, \
      WHERE n.nspname = $1 AND t.relname = $2 \
      ORDER BY con.contype = 'p' DESC, con.conname";
 
-pub async fn describe_table(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+pub async fn describe_table(
+    tb: &Toolbox,
+    args: &Map<String, Value>,
+    ctl: &Control<'_>,
+) -> ToolResult {
     let mut a = ArgReader::new("describe_table", args);
     let table = a.string("table_name");
     let schema = a.string_or("schema", "public");
@@ -188,13 +192,16 @@ pub async fn describe_table(tb: &Toolbox, args: &Map<String, Value>) -> ToolResu
         params,
     };
     let found = executor
-        .run(&Work::new(
-            Mode::ReadOnly,
-            vec![statement(
-                RESOLVE_TABLE,
-                vec![schema.clone().into(), table.clone().into()],
-            )],
-        ))
+        .run(
+            &Work::new(
+                Mode::ReadOnly,
+                vec![statement(
+                    RESOLVE_TABLE,
+                    vec![schema.clone().into(), table.clone().into()],
+                )],
+            ),
+            ctl,
+        )
         .await
         .map_err(|e| ToolError(e.to_string()))?;
     let Some(row) = found.rows.first() else {
@@ -213,7 +220,7 @@ pub async fn describe_table(tb: &Toolbox, args: &Map<String, Value>) -> ToolResu
     );
     work.keep_all = true;
     let mut parts = executor
-        .run_all(&work)
+        .run_all(&work, ctl)
         .await
         .map_err(|e| ToolError(e.to_string()))?
         .into_iter()
@@ -231,9 +238,14 @@ pub async fn describe_table(tb: &Toolbox, args: &Map<String, Value>) -> ToolResu
 /// The `query` result: rows, their count, and the columns with their types.
 fn rows_json(outcome: Outcome) -> Value {
     let count = outcome.rows.len();
-    json!({
+    let mut out = json!({
         "rows": outcome.rows.into_iter().map(Value::Object).collect::<Vec<_>>(),
         "rowCount": count,
         "columns": outcome.columns,
-    })
+    });
+    if let Some(why) = outcome.truncated {
+        out["truncated"] = Value::Bool(true);
+        out["note"] = Value::String(super::truncation_note(count, &why));
+    }
+    out
 }

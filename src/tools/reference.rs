@@ -8,13 +8,17 @@ use serde_json::{Map, Value};
 
 use super::args::ArgReader;
 use super::{Output, ToolError, ToolResult, Toolbox};
-use crate::executor::{ExecError, Mode, Statement, Work};
+use crate::executor::{Control, ExecError, Mode, Statement, Work};
 use crate::policy::{self, Access, Placeholders, StatementKind};
 
 /// SQLSTATE 25006: a write inside a read-only transaction.
 const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 
-pub async fn readonly_query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+pub async fn readonly_query(
+    tb: &Toolbox,
+    args: &Map<String, Value>,
+    ctl: &Control<'_>,
+) -> ToolResult {
     let mut a = ArgReader::new("readonly_query", args);
     let sql = a.string("sql");
     let params = a.values("params");
@@ -38,8 +42,11 @@ pub async fn readonly_query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResu
             params: params.unwrap_or_default(),
         }],
     );
-    match executor.run(&work).await {
-        Ok(outcome) => Ok(Output::Rows(outcome.rows)),
+    match executor.run(&work, ctl).await {
+        Ok(outcome) => Ok(Output::Rows {
+            rows: outcome.rows,
+            truncated: outcome.truncated,
+        }),
         Err(e) if e.code() == Some(READ_ONLY_SQL_TRANSACTION) => Err(ToolError(format!(
             "readonly_query does not support write operations. Use transact ({})",
             e.db_error().map(|d| d.message.as_str()).unwrap_or_default()
@@ -48,7 +55,7 @@ pub async fn readonly_query(tb: &Toolbox, args: &Map<String, Value>) -> ToolResu
     }
 }
 
-pub async fn transact(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+pub async fn transact(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("transact", args);
     let sql_list = a.strings("sql_list");
     let params_list = a.value_lists("params_list");
@@ -100,13 +107,16 @@ pub async fn transact(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
         let texts: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
         policy::check_rules(&texts, tb.config.rules)?;
     }
-    match executor.run(&Work::new(mode, statements)).await {
-        Ok(outcome) => Ok(Output::Rows(outcome.rows)),
+    match executor.run(&Work::new(mode, statements), ctl).await {
+        Ok(outcome) => Ok(Output::Rows {
+            rows: outcome.rows,
+            truncated: outcome.truncated,
+        }),
         Err(e) => Err(ToolError(describe_failure(&sql_list, access, &e))),
     }
 }
 
-pub async fn get_schema(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
+pub async fn get_schema(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("get_schema", args);
     let table_name = a.string("table_name");
     a.finish().map_err(ToolError)?;
@@ -140,10 +150,13 @@ pub async fn get_schema(tb: &Toolbox, args: &Map<String, Value>) -> ToolResult {
         }],
     );
     let outcome = executor
-        .run(&work)
+        .run(&work, ctl)
         .await
         .map_err(|e| ToolError(e.to_string()))?;
-    Ok(Output::Rows(outcome.rows))
+    Ok(Output::Rows {
+        rows: outcome.rows,
+        truncated: outcome.truncated,
+    })
 }
 
 /// Prefixes a policy error with the statement it is about when there are several.
