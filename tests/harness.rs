@@ -191,7 +191,7 @@ async fn two_clusters_at_once_and_gone_after_drop() {
 }
 
 #[tokio::test]
-#[ignore = "enable once the server binary serves MCP over stdio"]
+
 async fn mcp_session_initializes_and_lists_tools() {
     let pg = common::shared();
     let session = McpSession::for_cluster(pg, &[]).await;
