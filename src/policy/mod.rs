@@ -10,6 +10,11 @@
 
 use std::fmt;
 
+mod guard;
+mod names;
+mod placeholders;
+mod scan;
+
 /// How a tool writes placeholders in its SQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placeholders {
@@ -90,19 +95,38 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 /// Checks one caller statement. `params` is the number of parameters supplied
-/// (`None` when the caller passed none, which for `Psycopg` leaves `%` alone). (stub)
+/// (`None` when the caller passed none, which for `Psycopg` leaves `%` alone).
+///
+/// Runs on a helper thread with a large stack, so that no input can overflow
+/// the caller's stack (see `guard::MAX_TOKEN_RUN`).
 pub fn check(
     sql: &str,
     params: Option<usize>,
     style: Placeholders,
     access: Access,
 ) -> Result<Checked, PolicyError> {
-    let _ = (params, style, access);
-    Ok(Checked {
-        sql: sql.to_owned(),
-        kind: StatementKind::Read,
-        command: "SELECT".into(),
-        param_count: 0,
+    on_big_stack(|| guard::check(sql, params, style, access)).unwrap_or_else(|| {
+        Err(PolicyError::Injection(
+            "SQL could not be checked (internal error in the checker)".into(),
+        ))
+    })
+}
+
+/// Stack for the parser, the tree walks and the tree's drop. Only the pages
+/// actually touched are committed.
+const CHECK_STACK: usize = 256 * 1024 * 1024;
+
+/// Runs `f` on a scoped thread with `CHECK_STACK` bytes of stack. `None` if the
+/// thread could not start or panicked (callers fail closed).
+fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sql-policy".into())
+            .stack_size(CHECK_STACK)
+            .spawn_scoped(scope, f)
+            .ok()?
+            .join()
+            .ok()
     })
 }
 
