@@ -29,7 +29,10 @@ async fn tools_list_matches_the_reference_contract() {
     let s = McpSession::for_cluster(shared(), &[]).await;
     let tools = s.list_tools().await;
     let get = |name: &str| {
-        let t = tools.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} listed"));
+        let t = tools
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} listed"));
         serde_json::to_value(t).unwrap()
     };
     let rq = get("readonly_query");
@@ -40,7 +43,10 @@ async fn tools_list_matches_the_reference_contract() {
         rq["inputSchema"]["properties"]["params"]["anyOf"],
         json!([{"items": {}, "type": "array"}, {"type": "null"}])
     );
-    assert_eq!(rq["inputSchema"]["properties"]["params"]["default"], Value::Null);
+    assert_eq!(
+        rq["inputSchema"]["properties"]["params"]["default"],
+        Value::Null
+    );
     assert_eq!(
         rq["outputSchema"]["properties"]["result"],
         json!({"items": {"additionalProperties": true, "type": "object"}, "title": "Result", "type": "array"})
@@ -67,7 +73,10 @@ async fn tools_list_matches_the_reference_contract() {
     assert_eq!(gs["outputSchema"]["title"], "get_schemaOutput");
 
     let lint = get("dsql_lint");
-    assert_eq!(lint["inputSchema"]["properties"]["sql"]["maxLength"], 1_000_000);
+    assert_eq!(
+        lint["inputSchema"]["properties"]["sql"]["maxLength"],
+        1_000_000
+    );
     assert_eq!(lint["inputSchema"]["properties"]["fix"]["default"], false);
     assert!(lint.get("outputSchema").is_none());
 
@@ -77,14 +86,22 @@ async fn tools_list_matches_the_reference_contract() {
     assert_eq!(info["serverInfo"]["name"], "aurora-dsql-mcp-server");
     assert_eq!(info["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
     assert!(info["capabilities"]["logging"].is_object());
-    assert!(info["instructions"].as_str().unwrap().contains("CREATE INDEX ASYNC"));
+    assert!(
+        info["instructions"]
+            .as_str()
+            .unwrap()
+            .contains("CREATE INDEX ASYNC")
+    );
 }
 
 #[tokio::test]
 async fn readonly_query_returns_one_pretty_json_text_per_row() {
     let s = McpSession::for_cluster(shared(), &[]).await;
     let r = s
-        .call("readonly_query", json!({"sql": "SELECT 1 AS one, 'x' AS two UNION ALL SELECT 2, 'héllo'"}))
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT 1 AS one, 'x' AS two UNION ALL SELECT 2, 'héllo'"}),
+        )
         .await;
     assert!(!is_error(&r), "{}", text(&r));
     let texts: Vec<String> = r
@@ -94,20 +111,33 @@ async fn readonly_query_returns_one_pretty_json_text_per_row() {
         .collect();
     assert_eq!(
         texts,
-        vec!["{\n  \"one\": 1,\n  \"two\": \"x\"\n}", "{\n  \"one\": 2,\n  \"two\": \"héllo\"\n}"]
+        vec![
+            "{\n  \"one\": 1,\n  \"two\": \"x\"\n}",
+            "{\n  \"one\": 2,\n  \"two\": \"héllo\"\n}"
+        ]
     );
     assert_eq!(
         structured(&r),
         json!({"result": [{"one": 1, "two": "x"}, {"one": 2, "two": "héllo"}]})
     );
 
-    let empty = s.call("readonly_query", json!({"sql": "SELECT 1 AS one WHERE false"})).await;
+    let empty = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT 1 AS one WHERE false"}),
+        )
+        .await;
     assert!(!is_error(&empty));
     assert!(empty.content.is_empty());
     assert_eq!(structured(&empty), json!({"result": []}));
 
     // Column order is kept; a repeated name keeps its first place and the last value.
-    let dup = s.call("readonly_query", json!({"sql": "SELECT 1 AS b, 2 AS a, 3 AS b"})).await;
+    let dup = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT 1 AS b, 2 AS a, 3 AS b"}),
+        )
+        .await;
     assert_eq!(ok_text(&dup), "{\n  \"b\": 3,\n  \"a\": 2\n}");
 }
 
@@ -126,17 +156,32 @@ async fn readonly_query_binds_percent_s_parameters() {
         json!({"result": [{"n": 42, "s": "it's; DROP TABLE x", "b": true, "isnull": true, "pct": "100%"}]})
     );
     // Without params, % is plain SQL (modulo) and '%s' is text.
-    let r = s.call("readonly_query", json!({"sql": "SELECT 10 % 3 AS m, '%s' AS t"})).await;
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT 10 % 3 AS m, '%s' AS t"}),
+        )
+        .await;
     assert_eq!(structured(&r), json!({"result": [{"m": 1, "t": "%s"}]}));
     // A count mismatch is refused before the database.
-    let r = s.call("readonly_query", json!({"sql": "SELECT %s AS a, %s AS b", "params": [1]})).await;
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT %s AS a, %s AS b", "params": [1]}),
+        )
+        .await;
     assert!(err_text(&r).contains("placeholder"), "{}", text(&r));
 }
 
 #[tokio::test]
 async fn database_errors_carry_sqlstate_position_and_hint() {
     let s = McpSession::for_cluster(shared(), &[]).await;
-    let r = s.call("readonly_query", json!({"sql": "SELECT * FROM no_such_table_here"})).await;
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT * FROM no_such_table_here"}),
+        )
+        .await;
     assert_eq!(
         err_text(&r),
         "Error executing tool readonly_query: ERROR 42P01: relation \"no_such_table_here\" does not exist (at character 15)"
@@ -144,13 +189,17 @@ async fn database_errors_carry_sqlstate_position_and_hint() {
     // The same message is sent as a log notification at level error.
     let log = s
         .wait_for_log(Duration::from_secs(5), |l| {
-            l.data.as_str().is_some_and(|d| d.contains("no_such_table_here"))
+            l.data
+                .as_str()
+                .is_some_and(|d| d.contains("no_such_table_here"))
         })
         .await
         .expect("error log notification");
     assert_eq!(serde_json::to_value(&log.level).unwrap(), "error");
 
-    let r = s.call("readonly_query", json!({"sql": "SELECT 1/0 AS x"})).await;
+    let r = s
+        .call("readonly_query", json!({"sql": "SELECT 1/0 AS x"}))
+        .await;
     assert_eq!(
         err_text(&r),
         "Error executing tool readonly_query: ERROR 22012: division by zero"
@@ -159,8 +208,14 @@ async fn database_errors_carry_sqlstate_position_and_hint() {
         .call("readonly_query", json!({"sql": "SELECT lenght('x')"}))
         .await;
     let t = err_text(&r);
-    assert!(t.contains("ERROR 42883: function lenght(unknown) does not exist (at character 8)"), "{t}");
-    assert!(t.contains("\nHINT: No function matches the given name and argument types."), "{t}");
+    assert!(
+        t.contains("ERROR 42883: function lenght(unknown) does not exist (at character 8)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\nHINT: No function matches the given name and argument types."),
+        "{t}"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +226,9 @@ async fn argument_and_input_errors_come_before_the_database() {
         err_text(&r),
         "Error executing tool readonly_query: 1 validation error for readonly_queryArguments\nsql\n  Field required"
     );
-    let r = s.call("readonly_query", json!({"sql": 5, "params": {"a": 1}})).await;
+    let r = s
+        .call("readonly_query", json!({"sql": 5, "params": {"a": 1}}))
+        .await;
     assert_eq!(
         err_text(&r),
         "Error executing tool readonly_query: 2 validation errors for readonly_queryArguments\nsql\n  Input should be a valid string\nparams\n  Input should be a valid list"
@@ -187,7 +244,10 @@ async fn argument_and_input_errors_come_before_the_database() {
         "Error executing tool transact: Incorrect invocation: transact invoked with no sql statements"
     );
     let r = s
-        .call("transact", json!({"sql_list": ["SELECT 1", "SELECT 2"], "params_list": [null]}))
+        .call(
+            "transact",
+            json!({"sql_list": ["SELECT 1", "SELECT 2"], "params_list": [null]}),
+        )
         .await;
     assert_eq!(
         err_text(&r),
@@ -200,7 +260,9 @@ async fn argument_and_input_errors_come_before_the_database() {
     );
     // An unknown tool is a protocol error, and the server keeps serving.
     assert!(s.call_raw("no_such_tool", json!({})).await.is_err());
-    let r = s.call("readonly_query", json!({"sql": "SELECT 7 AS seven"})).await;
+    let r = s
+        .call("readonly_query", json!({"sql": "SELECT 7 AS seven"}))
+        .await;
     assert_eq!(structured(&r), json!({"result": [{"seven": 7}]}));
 }
 
@@ -216,7 +278,10 @@ async fn without_a_cluster_every_database_tool_says_not_configured() {
         ("readonly_query", json!({"sql": ""})),
     ] {
         let r = s.call(tool, args).await;
-        assert_eq!(err_text(&r), format!("Error executing tool {tool}: {expected}"));
+        assert_eq!(
+            err_text(&r),
+            format!("Error executing tool {tool}: {expected}")
+        );
     }
     // dsql_lint works without a cluster.
     let r = s.call("dsql_lint", json!({"sql": ""})).await;
@@ -224,7 +289,11 @@ async fn without_a_cluster_every_database_tool_says_not_configured() {
         serde_json::from_str::<Value>(&ok_text(&r)).unwrap(),
         json!({"diagnostics": [], "fixed_sql": null, "summary": {"errors": 0, "warnings": 0, "fixed": 0}})
     );
-    assert!(s.stderr().contains("no cluster configured"), "{}", s.stderr());
+    assert!(
+        s.stderr().contains("no cluster configured"),
+        "{}",
+        s.stderr()
+    );
 }
 
 #[tokio::test]
@@ -232,9 +301,11 @@ async fn transact_read_only_mode_reads_consistently_and_refuses_writes() {
     let pg = shared();
     let table = unique_name("ro_tx");
     let db = pg.superuser().await;
-    db.batch_execute(&format!("CREATE TABLE {table} (id int PRIMARY KEY); INSERT INTO {table} VALUES (1), (2);"))
-        .await
-        .unwrap();
+    db.batch_execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY); INSERT INTO {table} VALUES (1), (2);"
+    ))
+    .await
+    .unwrap();
     let s = McpSession::for_cluster(pg, &[]).await;
     let r = s
         .call(
@@ -246,9 +317,16 @@ async fn transact_read_only_mode_reads_consistently_and_refuses_writes() {
     assert_eq!(structured(&r), json!({"result": [{"ro": "on"}]}));
 
     let r = s
-        .call("transact", json!({"sql_list": [format!("INSERT INTO {table} VALUES (3)")]}))
+        .call(
+            "transact",
+            json!({"sql_list": [format!("INSERT INTO {table} VALUES (3)")]}),
+        )
         .await;
-    assert!(err_text(&r).contains("does not allow write operations"), "{}", text(&r));
+    assert!(
+        err_text(&r).contains("does not allow write operations"),
+        "{}",
+        text(&r)
+    );
     let n: i64 = db
         .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
@@ -300,7 +378,12 @@ async fn transact_writes_atomically_with_allow_writes() {
         )
         .await;
     let t = err_text(&r);
-    assert!(t.contains("statement 2 of 2 failed: ERROR 23505: duplicate key value violates unique constraint"), "{t}");
+    assert!(
+        t.contains(
+            "statement 2 of 2 failed: ERROR 23505: duplicate key value violates unique constraint"
+        ),
+        "{t}"
+    );
     assert!(t.contains("DETAIL: Key (id)=(1) already exists."), "{t}");
 
     let db = pg.superuser().await;
@@ -334,7 +417,10 @@ async fn get_schema_is_case_insensitive_and_schema_qualified() {
     .unwrap();
     let s = McpSession::for_cluster(pg, &[]).await;
     let r = s
-        .call("get_schema", json!({"table_name": format!("{}.Associate", schema.to_uppercase())}))
+        .call(
+            "get_schema",
+            json!({"table_name": format!("{}.Associate", schema.to_uppercase())}),
+        )
         .await;
     assert_eq!(
         structured(&r),
@@ -344,7 +430,9 @@ async fn get_schema_is_case_insensitive_and_schema_qualified() {
             {"column_name": "joined", "data_type": "timestamp with time zone"}
         ]})
     );
-    let r = s.call("get_schema", json!({"table_name": "no_such_table_xyz"})).await;
+    let r = s
+        .call("get_schema", json!({"table_name": "no_such_table_xyz"}))
+        .await;
     assert_eq!(structured(&r), json!({"result": []}));
 }
 
@@ -362,7 +450,9 @@ async fn a_write_hidden_in_a_function_is_refused_by_the_read_only_transaction() 
     .await
     .unwrap();
     let s = McpSession::for_cluster(pg, &[]).await;
-    let r = s.call("readonly_query", json!({"sql": format!("SELECT {func}()")})).await;
+    let r = s
+        .call("readonly_query", json!({"sql": format!("SELECT {func}()")}))
+        .await;
     let t = err_text(&r);
     assert!(
         t.starts_with("Error executing tool readonly_query: readonly_query does not support write operations. Use transact"),
@@ -396,12 +486,22 @@ async fn read_only_survives_a_terminated_backend() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let second = structured(&s.call("readonly_query", probe.clone()).await);
-    assert_eq!(second["result"][0]["ro"], "on", "still inside BEGIN READ ONLY after reconnect");
-    assert_ne!(second["result"][0]["pid"].as_i64().unwrap(), pid, "a fresh connection");
+    assert_eq!(
+        second["result"][0]["ro"], "on",
+        "still inside BEGIN READ ONLY after reconnect"
+    );
+    assert_ne!(
+        second["result"][0]["pid"].as_i64().unwrap(),
+        pid,
+        "a fresh connection"
+    );
 
     // And a write is still refused by the database after the reconnect.
     let r = s
-        .call("readonly_query", json!({"sql": "SELECT set_config('transaction_read_only', 'off', true)"}))
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT set_config('transaction_read_only', 'off', true)"}),
+        )
         .await;
     assert!(is_error(&r));
     no_open_transactions(pg).await;
@@ -433,7 +533,10 @@ async fn twenty_concurrent_calls_each_run_read_only_in_their_own_transaction() {
         pids.insert(row["pid"].as_i64().unwrap());
     }
     assert!(pids.len() <= 10, "at most the pool's size: {pids:?}");
-    assert!(pids.len() > 1, "calls ran in parallel on several connections");
+    assert!(
+        pids.len() > 1,
+        "calls ran in parallel on several connections"
+    );
     no_open_transactions(pg).await;
 }
 
@@ -469,22 +572,46 @@ async fn tokens_and_sql_never_reach_the_logs() {
     let pg = shared();
     let s = McpSession::for_cluster_with_env(pg, &[], &[("RUST_LOG", "debug")]).await;
     let r = s
-        .call("readonly_query", json!({"sql": "SELECT 'secret-literal-value' AS v"}))
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT 'secret-literal-value' AS v"}),
+        )
         .await;
     assert!(!is_error(&r));
-    let r = s.call("readonly_query", json!({"sql": "SELECT * FROM missing_secret_table"})).await;
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT * FROM missing_secret_table"}),
+        )
+        .await;
     assert!(is_error(&r));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stderr = s.stderr();
-    assert!(stderr.contains("opened a connection with a fresh token"), "{stderr}");
-    for secret in ["X-Amz-Signature", "X-Amz-Credential", FAKE_SECRET_ACCESS_KEY, FAKE_ACCESS_KEY_ID] {
+    assert!(
+        stderr.contains("opened a connection with a fresh token"),
+        "{stderr}"
+    );
+    for secret in [
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        FAKE_SECRET_ACCESS_KEY,
+        FAKE_ACCESS_KEY_ID,
+    ] {
         assert!(!stderr.contains(secret), "{secret} leaked into stderr");
     }
     // At the default level not even SQL text is logged.
     let s = McpSession::for_cluster(pg, &[]).await;
-    s.call("readonly_query", json!({"sql": "SELECT 'secret-literal-value' AS v"})).await;
+    s.call(
+        "readonly_query",
+        json!({"sql": "SELECT 'secret-literal-value' AS v"}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!s.stderr().contains("secret-literal-value"), "{}", s.stderr());
+    assert!(
+        !s.stderr().contains("secret-literal-value"),
+        "{}",
+        s.stderr()
+    );
 }
 
 /// No connection of ours is left inside a transaction.
