@@ -30,27 +30,45 @@ async fn every_mapped_type_decodes_to_the_documented_json() {
         ("12.50::numeric", json!("12.50")),
         ("0::numeric", json!("0")),
         ("-0.000123::numeric(10,6)", json!("-0.000123")),
-        ("123456789012345678901234567890.123456789::numeric", json!("123456789012345678901234567890.123456789")),
+        (
+            "123456789012345678901234567890.123456789::numeric",
+            json!("123456789012345678901234567890.123456789"),
+        ),
         ("'NaN'::numeric", json!("NaN")),
         ("true", json!(true)),
         ("'héllo'::text", json!("héllo")),
         ("'ab'::varchar(5)", json!("ab")),
         ("'ab'::char(4)", json!("ab  ")),
-        ("'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid", json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
+        (
+            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+            json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+        ),
         ("'2024-01-02'::date", json!("2024-01-02")),
         ("'10:11:12'::time", json!("10:11:12")),
         ("'10:11:12.5'::time", json!("10:11:12.5")),
-        ("'2024-01-02 03:04:05'::timestamp", json!("2024-01-02T03:04:05")),
-        ("'2024-01-02 03:04:05.123456+02'::timestamptz", json!("2024-01-02T01:04:05.123456Z")),
+        (
+            "'2024-01-02 03:04:05'::timestamp",
+            json!("2024-01-02T03:04:05"),
+        ),
+        (
+            "'2024-01-02 03:04:05.123456+02'::timestamptz",
+            json!("2024-01-02T01:04:05.123456Z"),
+        ),
         ("'infinity'::timestamptz", json!("infinity")),
         ("'1 day'::interval", json!("P1D")),
         ("'1 hour 30 minutes'::interval", json!("PT1H30M")),
-        ("'{\"a\": [1, {\"b\": null}]}'::jsonb", json!({"a": [1, {"b": null}]})),
+        (
+            "'{\"a\": [1, {\"b\": null}]}'::jsonb",
+            json!({"a": [1, {"b": null}]}),
+        ),
         ("'{\"z\": 1, \"a\": 2}'::json", json!({"z": 1, "a": 2})),
         ("'\\xdeadbeef'::bytea", json!("\\xdeadbeef")),
         ("''::bytea", json!("\\x")),
         ("ARRAY[1, NULL, 3]::int[]", json!([1, null, 3])),
-        ("ARRAY[['a','b'],['c','d']]::text[]", json!([["a", "b"], ["c", "d"]])),
+        (
+            "ARRAY[['a','b'],['c','d']]::text[]",
+            json!([["a", "b"], ["c", "d"]]),
+        ),
         ("'{}'::int[]", json!([])),
         ("'192.168.0.1'::inet", json!("192.168.0.1")),
         ("'10.0.0.0/8'::cidr", json!("10.0.0.0/8")),
@@ -104,7 +122,10 @@ async fn values_stored_in_a_table_round_trip_through_parameters() {
     );
     // The text content is valid JSON too (the reference printed bare NaN).
     let r = s
-        .call("readonly_query", json!({"sql": "SELECT 'NaN'::float8 AS f, 'Infinity'::numeric AS n"}))
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT 'NaN'::float8 AS f, 'Infinity'::numeric AS n"}),
+        )
         .await;
     let parsed: Value = serde_json::from_str(&text(&r)).expect("valid JSON text");
     assert_eq!(parsed, json!({"f": "NaN", "n": "Infinity"}));
