@@ -43,7 +43,8 @@
 //! | domain | as its base type |
 //! | `hstore` | object of strings (or `null`) |
 //! | `void` | `null` |
-//! | anything else (`money`, `tsvector`, geometric, range types, unknown extension types) | string `"\x"` + lowercase hex of the raw binary value |
+//! | range, multirange | string as PostgreSQL writes it, each bound in its text form from this table: `"[1,5)"`, `"(,2024-01-02]"`, `"empty"`, `"{[1,3),[5,7)}"` |
+//! | anything else (`money`, `tsvector`, geometric, unknown extension types) | string `"\x"` + lowercase hex of the raw binary value |
 //!
 //! A value whose bytes do not match its (known) type's binary layout is a
 //! [`DecodeError`]; an unknown type is never an error.
@@ -145,6 +146,8 @@ fn decode_at(ty: &Type, raw: &[u8], depth: usize) -> Result<Value, DecodeError> 
         Kind::Domain(base) => decode_at(base, raw, depth + 1),
         Kind::Enum(_) => text(raw),
         Kind::Composite(fields) => composite(fields, raw, depth),
+        Kind::Range(sub) => range(sub, raw, depth).map(Value::String),
+        Kind::Multirange(sub) => multirange(sub, raw, depth).map(Value::String),
         _ => match ty.name() {
             "citext" => text(raw),
             // ltree and friends: a version byte (1), then the text.
@@ -590,4 +593,74 @@ fn hstore(raw: &[u8]) -> Result<Value, DecodeError> {
     }
     r.finish("hstore")?;
     Ok(Value::Object(out))
+}
+
+/// Range: `"empty"` or `[lower,upper)` with PostgreSQL's brackets; each bound
+/// is the text of its JSON form (strings bare), quoted when it has to be.
+fn range(sub: &Type, raw: &[u8], depth: usize) -> Result<String, DecodeError> {
+    use postgres_protocol::types::{Range, RangeBound};
+    let (lower, upper) = match postgres_protocol::types::range_from_sql(raw)? {
+        Range::Empty => return Ok("empty".to_owned()),
+        Range::Nonempty(lower, upper) => (lower, upper),
+    };
+    let mut out = String::new();
+    let bound = |out: &mut String, b: RangeBound<Option<&[u8]>>| -> Result<bool, DecodeError> {
+        let (value, inclusive) = match b {
+            RangeBound::Inclusive(v) => (v, true),
+            RangeBound::Exclusive(v) => (v, false),
+            RangeBound::Unbounded => (None, false),
+        };
+        if let Some(v) = value {
+            let text = match decode_at(sub, v, depth + 1)? {
+                Value::String(s) => s,
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            range_bound_text(&text, out);
+        }
+        Ok(inclusive)
+    };
+    let lower_pos = out.len();
+    let lower_inclusive = bound(&mut out, lower)?;
+    out.insert(lower_pos, if lower_inclusive { '[' } else { '(' });
+    out.push(',');
+    let upper_inclusive = bound(&mut out, upper)?;
+    out.push(if upper_inclusive { ']' } else { ')' });
+    Ok(out)
+}
+
+/// A range bound as `range_out` writes it: double-quoted (with `"` and `\`
+/// doubled) when empty or holding a bracket, comma, quote, backslash or space.
+fn range_bound_text(text: &str, out: &mut String) {
+    let special =
+        |c: char| matches!(c, '"' | '\\' | '(' | ')' | '[' | ']' | ',') || c.is_whitespace();
+    if !text.is_empty() && !text.chars().any(special) {
+        out.push_str(text);
+        return;
+    }
+    out.push('"');
+    for c in text.chars() {
+        if c == '"' || c == '\\' {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// Multirange: `count: i32`, then each range length-prefixed; `{r1,r2}`.
+fn multirange(sub: &Type, raw: &[u8], depth: usize) -> Result<String, DecodeError> {
+    let mut r = Reader(raw);
+    let n = r.i32()?;
+    let mut out = String::from("{");
+    for i in 0..n.max(0) {
+        if i > 0 {
+            out.push(',');
+        }
+        let v = r.value()?.ok_or("NULL range in multirange")?;
+        out.push_str(&range(sub, v, depth + 1)?);
+    }
+    r.finish("multirange")?;
+    out.push('}');
+    Ok(out)
 }
