@@ -302,7 +302,7 @@ async fn transact_read_only_mode_reads_consistently_and_refuses_writes() {
     let table = unique_name("ro_tx");
     let db = pg.superuser().await;
     db.batch_execute(&format!(
-        "CREATE TABLE {table} (id int PRIMARY KEY); INSERT INTO {table} VALUES (1), (2);"
+        "CREATE TABLE {table} (id int PRIMARY KEY); INSERT INTO {table} VALUES (1), (2); GRANT ALL ON {table} TO admin;"
     ))
     .await
     .unwrap();
@@ -394,6 +394,22 @@ async fn transact_writes_atomically_with_allow_writes() {
     let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, vec![(1, "one".to_owned()), (2, "two".to_owned())]);
 
+    // A server that allows writes does not make its sessions read-only by default.
+    let r = s
+        .call("transact", json!({"sql_list": ["SELECT current_setting('default_transaction_read_only') AS d, current_setting('transaction_read_only') AS t"]}))
+        .await;
+    assert_eq!(
+        structured(&r),
+        json!({"result": [{"d": "off", "t": "off"}]})
+    );
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT current_setting('transaction_read_only') AS t"}),
+        )
+        .await;
+    assert_eq!(structured(&r), json!({"result": [{"t": "on"}]}));
+
     // Annotations follow the mode.
     let tools = s.list_tools().await;
     let tx = tools.iter().find(|t| t.name == "transact").unwrap();
@@ -411,6 +427,7 @@ async fn get_schema_is_case_insensitive_and_schema_qualified() {
     db.batch_execute(&format!(
         "CREATE SCHEMA {schema}; GRANT USAGE ON SCHEMA {schema} TO admin;
          CREATE TABLE {schema}.associate (id uuid PRIMARY KEY, full_name varchar(40), joined timestamptz);
+         GRANT SELECT ON {schema}.associate TO admin;
          CREATE TABLE public.{schema}_other (x int);"
     ))
     .await
@@ -496,6 +513,15 @@ async fn read_only_survives_a_terminated_backend() {
         "a fresh connection"
     );
 
+    // The second layer: the session itself defaults to read-only in a read-only server.
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT current_setting('default_transaction_read_only') AS d"}),
+        )
+        .await;
+    assert_eq!(structured(&r), json!({"result": [{"d": "on"}]}));
+
     // And a write is still refused by the database after the reconnect.
     let r = s
         .call(
@@ -518,7 +544,7 @@ async fn twenty_concurrent_calls_each_run_read_only_in_their_own_transaction() {
             let r = s
                 .call(
                     "readonly_query",
-                    json!({"sql": "SELECT current_setting('transaction_read_only') AS ro, txid_current_if_assigned() IS NULL AS no_xid, pg_backend_pid() AS pid, %s::int AS i, pg_sleep(0.05)::text AS z",
+                    json!({"sql": "SELECT current_setting('transaction_read_only') AS ro, txid_current_if_assigned() IS NULL AS no_xid, pg_backend_pid() AS pid, %s::int AS i, (SELECT count(*) FROM generate_series(1, 200000)) AS busy",
                            "params": [i]}),
                 )
                 .await;

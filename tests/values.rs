@@ -18,7 +18,7 @@ async fn every_mapped_type_decodes_to_the_documented_json() {
     let s = McpSession::for_cluster(shared(), &[]).await;
     let cases: &[(&str, Value)] = &[
         ("1::smallint", json!(1)),
-        ("-2147483648::integer", json!(-2147483648i64)),
+        ("(-2147483648)::integer", json!(-2147483648i64)),
         ("9223372036854775807::bigint", json!(9223372036854775807i64)),
         ("42::oid", json!(42)),
         ("1.5::real", json!(1.5)),
@@ -29,7 +29,7 @@ async fn every_mapped_type_decodes_to_the_documented_json() {
         ("'-Infinity'::float4", json!("-Infinity")),
         ("12.50::numeric", json!("12.50")),
         ("0::numeric", json!("0")),
-        ("-0.000123::numeric(10,6)", json!("-0.000123")),
+        ("(-0.000123)::numeric(10,6)", json!("-0.000123")),
         (
             "123456789012345678901234567890.123456789::numeric",
             json!("123456789012345678901234567890.123456789"),
