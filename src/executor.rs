@@ -209,9 +209,10 @@ pub enum ExecError {
     Pool(String),
     #[error("Failed to begin transaction: {0}")]
     Begin(DbError),
-    #[error("{error}")]
+    // A limit error (54000) carries `LIMIT_ADVICE`: the agent must change the work, not retry it.
+    #[error("{error}{}", limit_advice(.error))]
     Statement { index: usize, error: DbError },
-    #[error("Failed to commit transaction: {0}")]
+    #[error("Failed to commit transaction: {0}{advice}", advice = limit_advice(.0))]
     Commit(DbError),
     #[error(
         "The connection was lost while committing; the outcome of the transaction is unknown. Check the data before re-running the writes. ({0})"
@@ -225,6 +226,22 @@ pub enum ExecError {
         "The call was cancelled by the client; its statement was cancelled and nothing was committed."
     )]
     Cancelled,
+}
+
+/// SQLSTATE 54000 (program_limit_exceeded): DSQL's per-transaction limits among others.
+pub const LIMIT_EXCEEDED: &str = "54000";
+
+/// Appended to a 54000 error: what DSQL limits and how to stay under them. Such an error is
+/// never retried (only 40001 and broken connections are), since the same work fails again.
+pub const LIMIT_ADVICE: &str = "\nDSQL limits each transaction to 3,000 modified rows, 10 MiB of modified data and 300 seconds (rows, columns and keys have size limits too). Re-running the same work fails again: split the work into batches of at most 3,000 rows / shorter transactions, one tool call per batch.";
+
+/// `LIMIT_ADVICE` for a limit error, nothing for any other.
+fn limit_advice(e: &DbError) -> &'static str {
+    if e.code() == Some(LIMIT_EXCEEDED) {
+        LIMIT_ADVICE
+    } else {
+        ""
+    }
 }
 
 impl ExecError {
@@ -243,8 +260,11 @@ impl ExecError {
         self.db_error().and_then(DbError::code)
     }
 
+    /// The connection broke while in use, so the unit may run again on a fresh one. A
+    /// connection that could not be opened is not "lost": the pool already tried a new one
+    /// (new token), and a refused TLS handshake or login would only fail the same way again.
     fn broken(&self) -> bool {
-        self.db_error().is_some_and(|e| e.broken)
+        !matches!(self, ExecError::Connect(_)) && self.db_error().is_some_and(|e| e.broken)
     }
 
     /// An optimistic-concurrency conflict: nothing was committed, the unit may run again.
@@ -276,6 +296,8 @@ impl Control<'_> {
 
 /// How long a cancelled statement may take to stop before its connection is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// How often the cancel request is repeated while the statement has not stopped.
+const CANCEL_REPEAT: Duration = Duration::from_millis(500);
 
 /// Runs units of work on pooled connections.
 pub struct Executor {
@@ -377,15 +399,28 @@ impl Executor {
                 Some(done) => Some(done),
                 None => {
                     // Stop the statement on the server, then let the unit roll back and reset.
+                    // PostgreSQL ignores a cancel that lands while the backend reads the next
+                    // message of the statement (between Parse, Bind and Execute), so the
+                    // request is repeated until the unit ends or the grace runs out; a
+                    // statement left running would keep its backend busy after the drop.
                     let cancel = conn.client.cancel_token();
-                    if let Err(e) = cancel.cancel_query(self.pool.manager().tls().clone()).await {
-                        tracing::warn!(
-                            connection = conn.serial,
-                            "cancel request failed: {}",
-                            DbError::from(&e)
-                        );
+                    let grace = tokio::time::sleep(CANCEL_GRACE);
+                    pin_mut!(grace);
+                    loop {
+                        if let Err(e) = cancel.cancel_query(self.pool.manager().tls().clone()).await
+                        {
+                            tracing::warn!(
+                                connection = conn.serial,
+                                "cancel request failed: {}",
+                                DbError::from(&e)
+                            );
+                        }
+                        tokio::select! {
+                            done = &mut unit => break Some(done),
+                            _ = &mut grace => break None,
+                            _ = tokio::time::sleep(CANCEL_REPEAT) => {}
+                        }
                     }
-                    tokio::time::timeout(CANCEL_GRACE, &mut unit).await.ok()
                 }
             }
         };
@@ -804,6 +839,80 @@ mod tests {
             let mut e = conflict.clone();
             e.code = Some(code.into());
             assert!(!ExecError::Commit(e).is_conflict(), "{code}");
+        }
+    }
+
+    #[test]
+    fn limit_errors_carry_the_batching_advice_and_are_not_retried() {
+        let limit = DbError {
+            code: Some("54000".into()),
+            severity: Some("ERROR".into()),
+            message: "transaction row limit exceeded".into(),
+            detail: None,
+            hint: None,
+            position: None,
+            broken: false,
+        };
+        let statement = ExecError::Statement {
+            index: 0,
+            error: limit.clone(),
+        };
+        assert_eq!(
+            statement.to_string(),
+            format!("ERROR 54000: transaction row limit exceeded{LIMIT_ADVICE}")
+        );
+        let commit = ExecError::Commit(limit.clone());
+        assert_eq!(
+            commit.to_string(),
+            format!(
+                "Failed to commit transaction: ERROR 54000: transaction row limit exceeded{LIMIT_ADVICE}"
+            )
+        );
+        for e in [&statement, &commit] {
+            assert!(!e.is_conflict() && !e.is_waking() && !e.broken());
+        }
+        // Any other error is left as it is.
+        let mut other = limit;
+        other.code = Some("23505".into());
+        assert_eq!(
+            ExecError::Commit(other).to_string(),
+            "Failed to commit transaction: ERROR 23505: transaction row limit exceeded"
+        );
+    }
+
+    #[test]
+    fn a_connection_that_could_not_be_opened_is_not_re_run_as_a_lost_one() {
+        let tls = ExecError::Connect(ConnectError::Postgres(DbError::other(
+            "error performing TLS handshake: invalid peer certificate: UnknownIssuer",
+            true,
+        )));
+        assert!(!tls.broken() && !tls.is_conflict() && !tls.is_waking());
+        let lost = ExecError::Statement {
+            index: 0,
+            error: DbError::other("connection closed", true),
+        };
+        assert!(lost.broken());
+    }
+
+    #[test]
+    fn login_failures_keep_the_server_hint_and_are_not_retried() {
+        for code in ["28000", "28P01"] {
+            let e = ExecError::Connect(ConnectError::Postgres(DbError {
+                code: Some(code.into()),
+                severity: Some("FATAL".into()),
+                message: "access denied".into(),
+                detail: None,
+                hint: Some("Signature expired: check the system clock".into()),
+                position: None,
+                broken: false,
+            }));
+            assert!(!e.is_conflict() && !e.is_waking() && !e.broken(), "{code}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "could not connect to the cluster: FATAL {code}: access denied\nHINT: Signature expired: check the system clock"
+                )
+            );
         }
     }
 
