@@ -719,7 +719,8 @@ async fn read_rows(
         }
         let object = value::row_to_object(&row)?;
         bytes += json_size(&object);
-        if bytes > limits.max_bytes && !rows.is_empty() {
+        // Strict, even for the first row: one huge value must not blow the bound.
+        if bytes > limits.max_bytes {
             truncated = Some(Truncation::Bytes(limits.max_bytes));
             continue;
         }

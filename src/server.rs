@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
+    CustomResult, ErrorCode, Implementation, InitializeResult, ListToolsResult, LoggingLevel,
+    LoggingMessageNotificationParam, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    SetLevelRequestParams,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -99,6 +100,23 @@ impl Observer for Notifier {
         tokio::spawn(async move { server.notify(&peer, level, Value::String(text)).await });
     }
 }
+
+/// The standard MCP request methods a client may send to a server.
+const MCP_REQUEST_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "completion/complete",
+    "logging/setLevel",
+    "prompts/get",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "tools/call",
+    "tools/list",
+];
 
 fn rank(level: LoggingLevel) -> u8 {
     match level {
@@ -217,6 +235,33 @@ impl ServerHandler for DsqlServer {
             }
         };
         Ok(result.into())
+    }
+
+    /// rmcp routes here any request it cannot read, including a standard method whose params
+    /// have the wrong shape (`tools/call` with `"arguments": "x"`). "Method not found" would
+    /// mislead the client there, so those get Invalid params (-32602) with the reason.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, McpError> {
+        let CustomRequest { method, params, .. } = request;
+        if !MCP_REQUEST_METHODS.contains(&method.as_str()) {
+            return Err(McpError::new(ErrorCode::METHOD_NOT_FOUND, method, None));
+        }
+        let why = match method.as_str() {
+            "tools/call" => {
+                serde_json::from_value::<CallToolRequestParams>(params.unwrap_or_default())
+                    .err()
+                    .map(|e| e.to_string())
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| "they do not match the method's schema".into());
+        Err(McpError::invalid_params(
+            format!("Invalid params for {method}: {why}"),
+            None,
+        ))
     }
 
     async fn set_level(

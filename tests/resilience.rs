@@ -756,6 +756,53 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
     assert_eq!(v["rowCount"], 3);
     assert_eq!(v["truncated"], true);
     assert_eq!(v["note"], note);
+
+    // A first row alone over the bound is not returned either (it used to be, whole).
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT repeat('y', 300) AS big"}),
+        )
+        .await;
+    assert_eq!(
+        structured(&r),
+        json!({"result": [], "truncated": true, "note": "Result truncated: 0 rows returned because the result is larger than 200 bytes (--max-result-bytes) and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn returning_rows_past_max_rows_are_cut_and_the_execute_result_says_so() {
+    let pg = shared();
+    let table = unique_name("returning");
+    let db = pg.superuser().await;
+    db.batch_execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY); GRANT ALL ON {table} TO admin;"
+    ))
+    .await
+    .unwrap();
+    let s = McpSession::for_cluster(pg, &["--allow-writes", "--max-rows", "10"]).await;
+    let r = s
+        .call(
+            "execute",
+            json!({"sql": format!("INSERT INTO {table} SELECT g FROM generate_series(1, 25) g RETURNING id")}),
+        )
+        .await;
+    assert!(!is_error(&r), "{}", text(&r));
+    let ten: Vec<Value> = (1..=10).map(|i| json!({ "id": i })).collect();
+    assert_eq!(
+        structured(&r),
+        json!({"command": "INSERT", "rowCount": 25,
+               "truncated": true,
+               "note": "Result truncated: 10 rows returned because the result has more than 10 rows (--max-rows). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.",
+               "rows": ten})
+    );
+    // All 25 rows were written; only the RETURNING output was cut.
+    let n: i64 = db
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 25);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -291,9 +291,33 @@ impl Toolbox {
 
 /// What an agent reads when a result was cut.
 pub fn truncation_note(kept: usize, why: &Truncation) -> String {
+    if kept == 0 {
+        // The first row alone is over --max-result-bytes: paging cannot help, narrowing can.
+        return format!(
+            "Result truncated: 0 rows returned because {why} and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."
+        );
+    }
     format!(
         "Result truncated: {kept} rows returned because {why}. Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest."
     )
+}
+
+/// The longest SQL text a database tool takes, in characters: `dsql_lint`'s bound, so the
+/// guard never parses (and the cluster never receives) a multi-megabyte statement.
+pub const MAX_SQL_CHARS: usize = lint::MAX_SQL_CHARS;
+
+/// Refuses SQL longer than `MAX_SQL_CHARS` before it is parsed.
+pub fn check_sql_size(sql: &str) -> Result<(), ToolError> {
+    // A string has at most as many characters as bytes: count only long ones.
+    if sql.len() > MAX_SQL_CHARS {
+        let chars = sql.chars().count();
+        if chars > MAX_SQL_CHARS {
+            return Err(ToolError(format!(
+                "SQL is too long: {chars} characters (the limit is {MAX_SQL_CHARS}). Pass values as parameters instead of literals, and split bulk writes into batches of at most 3,000 rows."
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn tool(

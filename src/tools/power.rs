@@ -22,6 +22,7 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -
             "Incorrect invocation: query invoked without a SQL statement".into(),
         ));
     }
+    super::check_sql_size(&sql)?;
     let parameters = parameters.unwrap_or_default();
     let checked = policy::check(
         &sql,
@@ -57,6 +58,7 @@ pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>)
             "Incorrect invocation: execute invoked without a SQL statement".into(),
         ));
     }
+    super::check_sql_size(&sql)?;
     if tb.access() == Access::ReadOnly {
         return Err(ToolError(
             PolicyError::WriteNotAllowed(
@@ -95,6 +97,11 @@ pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>)
         "command": command,
         "rowCount": outcome.rows_affected.unwrap_or(returned),
     });
+    // RETURNING rows are bounded like any result; say so when they were cut.
+    if let Some(why) = &outcome.truncated {
+        result["truncated"] = Value::Bool(true);
+        result["note"] = Value::String(super::truncation_note(outcome.rows.len(), why));
+    }
     if !outcome.columns.is_empty() {
         result["rows"] = Value::Array(outcome.rows.into_iter().map(Value::Object).collect());
     }

@@ -29,6 +29,7 @@ pub async fn readonly_query(
             "Incorrect invocation: readonly_query invoked without a SQL statement".into(),
         ));
     }
+    super::check_sql_size(&sql)?;
     let checked = policy::check(
         &sql,
         params.as_ref().map(Vec::len),
@@ -78,6 +79,7 @@ pub async fn transact(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>
     let mut wait_for_job = false;
     for (i, sql) in sql_list.iter().enumerate() {
         let params = params_list.as_ref().and_then(|p| p[i].clone());
+        super::check_sql_size(sql).map_err(|e| numbered(&sql_list, i, e.0))?;
         let checked = policy::check(
             sql,
             params.as_ref().map(Vec::len),
