@@ -43,7 +43,7 @@ fn rows(r: &CallToolResult) -> Value {
 }
 
 fn level(l: &LoggingMessageNotificationParam) -> String {
-    serde_json::to_value(&l.level)
+    serde_json::to_value(l.level)
         .unwrap()
         .as_str()
         .unwrap()
