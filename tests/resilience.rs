@@ -855,3 +855,226 @@ async fn a_transaction_limit_error_explains_the_limits_and_is_not_retried() {
     assert_eq!(ids(&db, "t").await, Vec::<i32>::new());
     settled(&pg).await;
 }
+
+/// A stand-in for DSQL's front door, in front of `pg`: the first `refusals` connections get
+/// a TLS handshake (a certificate for `localhost` from the front's own CA), their startup
+/// message is read and answered with a FATAL error (`code`, `message`, `hint`), as DSQL does
+/// for a waking cluster or a refused token; every later connection is piped to `pg` as is.
+struct Front {
+    port: u16,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// The front's CA and `pg`'s, for `--ssl-root-cert`.
+    ca_bundle: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Front {
+    async fn start(
+        pg: &PgCluster,
+        refusals: usize,
+        code: &str,
+        message: &str,
+        hint: Option<&str>,
+    ) -> Front {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_bundle = dir.path().join("ca-bundle.pem");
+        let pg_ca = std::fs::read_to_string(pg.ca_path()).unwrap();
+        std::fs::write(&ca_bundle, format!("{pg_ca}\n{}", ca_cert.pem())).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        // ErrorResponse: 'E', length, then (type, text, NUL) fields and a final NUL.
+        let mut fields = Vec::new();
+        let mut field = |t: u8, v: &str| {
+            fields.push(t);
+            fields.extend_from_slice(v.as_bytes());
+            fields.push(0);
+        };
+        field(b'S', "FATAL");
+        field(b'V', "FATAL");
+        field(b'C', code);
+        field(b'M', message);
+        if let Some(hint) = hint {
+            field(b'H', hint);
+        }
+        fields.push(0);
+        let mut error = vec![b'E'];
+        error.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+        error.extend_from_slice(&fields);
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = pg.port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let accepted = accepted.clone();
+            async move {
+                loop {
+                    let Ok((mut sock, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    let acceptor = acceptor.clone();
+                    let error = error.clone();
+                    tokio::spawn(async move {
+                        if n >= refusals {
+                            if let Ok(mut pg) =
+                                tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                            {
+                                let _ = tokio::io::copy_bidirectional(&mut sock, &mut pg).await;
+                            }
+                            return;
+                        }
+                        let refuse = async {
+                            let mut ssl_request = [0u8; 8];
+                            sock.read_exact(&mut ssl_request).await?;
+                            sock.write_all(b"S").await?;
+                            let mut tls = acceptor.accept(sock).await?;
+                            let mut len = [0u8; 4];
+                            tls.read_exact(&mut len).await?;
+                            let mut startup = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                            tls.read_exact(&mut startup).await?;
+                            tls.write_all(&error).await?;
+                            tls.shutdown().await
+                        };
+                        let _: std::io::Result<()> = refuse.await;
+                    });
+                }
+            }
+        });
+        Front {
+            port,
+            accepted,
+            ca_bundle,
+            _dir: dir,
+            task,
+        }
+    }
+
+    /// Server arguments for `pg` through this front.
+    fn args(&self, pg: &PgCluster, extra: &[&str]) -> Vec<String> {
+        let mut args = cluster_args(pg, extra);
+        let port = args.iter().position(|a| a == "--port").unwrap() + 1;
+        args[port] = self.port.to_string();
+        let ca = args.iter().position(|a| a == "--ssl-root-cert").unwrap() + 1;
+        args[ca] = self.ca_bundle.display().to_string();
+        args
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+const WAKING: &str = "waking up cluster, please retry later";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waking_cluster_is_retried_with_backoff_until_it_answers() {
+    let pg = start();
+    let front = Front::start(&pg, 2, "57P03", WAKING, None).await;
+    let s = McpSession::start(
+        &front.args(&pg, &["--occ-retries", "3", "--occ-backoff-ms", "20"]),
+        &[],
+    )
+    .await;
+    let r = s
+        .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
+        .await;
+    assert_eq!(rows(&r), json!([{"one": 1}]));
+    let retries = logs_with(&s, "warning", RETRY);
+    assert_eq!(retries.len(), 2, "{retries:?}");
+    for (i, retry) in retries.iter().enumerate() {
+        assert!(
+            retry.starts_with(&format!("{RETRY} (retry {}, after ", i + 1)),
+            "{retry}"
+        );
+        assert!(
+            retry.ends_with(&format!(
+                "): could not connect to the cluster: FATAL 57P03: {WAKING}"
+            )),
+            "{retry}"
+        );
+    }
+    assert!(logs_with(&s, "warning", RECONNECT).is_empty());
+    assert_eq!(
+        front.accepted(),
+        3,
+        "two refused attempts, then the real one"
+    );
+    settled(&pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_stays_asleep_fails_after_the_bounded_retries() {
+    let pg = start();
+    let front = Front::start(&pg, usize::MAX, "57P03", WAKING, None).await;
+    let s = McpSession::start(
+        &front.args(&pg, &["--occ-retries", "2", "--occ-backoff-ms", "20"]),
+        &[],
+    )
+    .await;
+    let r = s
+        .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
+        .await;
+    assert_eq!(
+        err_text(&r),
+        format!(
+            "Error executing tool readonly_query: could not connect to the cluster: FATAL 57P03: {WAKING}"
+        )
+    );
+    assert_eq!(logs_with(&s, "warning", RETRY).len(), 2);
+    assert_eq!(front.accepted(), 3, "the first attempt and two retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_reported_with_the_clusters_hint_and_not_retried() {
+    let pg = start();
+    let hint = "Signature expired: 20261124T070000Z is now earlier than 20261124T080000Z (20261124T081500Z - 15 min.)";
+    let front = Front::start(&pg, usize::MAX, "28000", "access denied", Some(hint)).await;
+    let s = McpSession::start(&front.args(&pg, &["--occ-retries", "5"]), &[]).await;
+    for attempt in 1..=2 {
+        let r = s
+            .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
+            .await;
+        assert_eq!(
+            err_text(&r),
+            format!(
+                "Error executing tool readonly_query: could not connect to the cluster: FATAL 28000: access denied\nHINT: {hint}"
+            )
+        );
+        assert_eq!(front.accepted(), attempt, "one connection attempt per call");
+    }
+    assert!(logs_with(&s, "warning", "").is_empty(), "{:?}", s.logs());
+}
