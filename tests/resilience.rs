@@ -60,6 +60,19 @@ fn logs_with(s: &McpSession, lvl: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// `logs_with` once `n` such notifications have arrived (at most 5 s): events are sent from
+/// a spawned task, so one may trail the tool's response by a moment.
+async fn wait_logs(s: &McpSession, lvl: &str, prefix: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = logs_with(s, lvl, prefix);
+        if found.len() >= n || Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 const RETRY: &str = "retrying the whole unit of work";
 const RECONNECT: &str = "connection lost; re-running the whole unit on a fresh connection";
 
@@ -214,7 +227,7 @@ async fn a_read_whose_backend_is_killed_mid_statement_is_re_run_on_a_fresh_conne
     );
     // Why it succeeded: a broken connection re-runs the whole (uncommitted) unit once.
     assert_eq!(
-        logs_with(&s, "warning", RECONNECT),
+        wait_logs(&s, "warning", RECONNECT, 1).await,
         vec![format!(
             "{RECONNECT}: FATAL 57P01: terminating connection due to administrator command"
         )]
@@ -251,7 +264,7 @@ async fn a_write_whose_backend_is_killed_mid_statement_commits_exactly_once() {
 
     let r = call.await.unwrap();
     assert_eq!(rows(&r), json!([{"g": 1, "tag": "kill_write"}]));
-    assert_eq!(logs_with(&s, "warning", RECONNECT).len(), 1);
+    assert_eq!(wait_logs(&s, "warning", RECONNECT, 1).await.len(), 1);
     // The first attempt's INSERT died with its transaction; the re-run's committed once.
     assert_eq!(ids(&db, "t").await, vec![1]);
     assert_eq!(settled(&pg).await, vec![rerun]);
@@ -539,7 +552,7 @@ async fn a_real_serialization_failure_is_retried_and_both_writes_commit_exactly_
     let t1 = t1.await.unwrap();
     // The retry ran the whole unit on a fresh snapshot, so it saw T2's write.
     assert_eq!(rows(&t1), json!([{"n": 2}]));
-    let retries = logs_with(&s, "warning", RETRY);
+    let retries = wait_logs(&s, "warning", RETRY, 1).await;
     assert_eq!(retries.len(), 1, "{retries:?}");
     assert!(
         retries[0].starts_with(&format!("{RETRY} (retry 1, after ")),
@@ -595,7 +608,7 @@ async fn a_conflict_that_persists_gives_up_after_the_configured_retries() {
         err_text(&r),
         "Error executing tool transact: statement 2 of 2 failed: ERROR 40001: change conflicts with another transaction, please retry: (OC000)"
     );
-    assert_eq!(logs_with(&s, "warning", RETRY).len(), 2);
+    assert_eq!(wait_logs(&s, "warning", RETRY, 2).await.len(), 2);
     let n: i32 = db
         .query_one("SELECT n FROM counter WHERE id = 1", &[])
         .await
@@ -1013,7 +1026,7 @@ async fn a_waking_cluster_is_retried_with_backoff_until_it_answers() {
         .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
         .await;
     assert_eq!(rows(&r), json!([{"one": 1}]));
-    let retries = logs_with(&s, "warning", RETRY);
+    let retries = wait_logs(&s, "warning", RETRY, 2).await;
     assert_eq!(retries.len(), 2, "{retries:?}");
     for (i, retry) in retries.iter().enumerate() {
         assert!(
@@ -1054,7 +1067,7 @@ async fn a_cluster_that_stays_asleep_fails_after_the_bounded_retries() {
             "Error executing tool readonly_query: could not connect to the cluster: FATAL 57P03: {WAKING}"
         )
     );
-    assert_eq!(logs_with(&s, "warning", RETRY).len(), 2);
+    assert_eq!(wait_logs(&s, "warning", RETRY, 2).await.len(), 2);
     assert_eq!(front.accepted(), 3, "the first attempt and two retries");
 }
 
@@ -1077,4 +1090,87 @@ async fn an_expired_token_is_reported_with_the_clusters_hint_and_not_retried() {
         assert_eq!(front.accepted(), attempt, "one connection attempt per call");
     }
     assert!(logs_with(&s, "warning", "").is_empty(), "{:?}", s.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_at_commit_is_retried_and_the_write_lands_once() {
+    let pg = start();
+    let db = pg.superuser().await;
+    // DSQL reports OCC conflicts at COMMIT. A deferred trigger does the same here on the
+    // first attempt only (a sequence counts attempts; it is not rolled back).
+    db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY); GRANT ALL ON t TO admin;
+         CREATE SEQUENCE attempts; GRANT ALL ON SEQUENCE attempts TO admin;
+         CREATE FUNCTION conflict_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('attempts') = 1 THEN
+             RAISE EXCEPTION USING ERRCODE = '40001',
+               MESSAGE = 'change conflicts with another transaction, please retry: (OC000)';
+           END IF;
+           RETURN NULL;
+         END $$;
+         CREATE CONSTRAINT TRIGGER t_conflict AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED
+           FOR EACH ROW EXECUTE FUNCTION conflict_once();",
+    )
+    .await
+    .unwrap();
+    let s = McpSession::for_cluster(&pg, &["--allow-writes", "--occ-backoff-ms", "10"]).await;
+    let r = s
+        .call(
+            "transact",
+            json!({"sql_list": ["INSERT INTO t VALUES (%s)", "SELECT count(*) AS n FROM t"],
+                   "params_list": [[1], null]}),
+        )
+        .await;
+    assert_eq!(rows(&r), json!([{"n": 1}]));
+    let retries = wait_logs(&s, "warning", RETRY, 1).await;
+    assert_eq!(retries.len(), 1, "{retries:?}");
+    assert!(
+        retries[0].ends_with(
+            "): Failed to commit transaction: ERROR 40001: change conflicts with another transaction, please retry: (OC000)"
+        ),
+        "{}",
+        retries[0]
+    );
+    assert_eq!(ids(&db, "t").await, vec![1]);
+    let attempts: i64 = db
+        .query_one("SELECT last_value FROM attempts", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, 2);
+    settled(&pg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_result_is_read_in_bounded_memory() {
+    let pg = shared();
+    let s = McpSession::for_cluster(pg, &["--max-rows", "5"]).await;
+    let warm = s
+        .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
+        .await;
+    assert_eq!(rows(&warm), json!([{"one": 1}]));
+    let pid = s.pid().unwrap();
+    let rss = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let before = rss();
+    // 1,000,000 rows of ~200 bytes: about 200 MB streamed through the server.
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT i, repeat('z', 200) AS pad FROM generate_series(1, 1000000) i"}),
+        )
+        .await;
+    let kept = rows(&r);
+    assert_eq!(kept.as_array().unwrap().len(), 5);
+    assert_eq!(kept[4]["i"], 5);
+    let after = rss();
+    println!("huge result: server RSS before {before} kB, after {after} kB");
+    assert!(after < 150 * 1024, "RSS {after} kB after a 200 MB result");
 }
