@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, CustomRequest,
-    CustomResult, ErrorCode, Implementation, InitializeResult, ListToolsResult, LoggingLevel,
-    LoggingMessageNotificationParam, PaginatedRequestParams, ServerCapabilities, ServerConfig,
-    SetLevelRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -25,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::executor::{Control, Event, Observer};
 use crate::tools::{Output, ToolError, Toolbox, truncation_note};
+use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
 
 /// What the server tells an agent about itself at `initialize`.
 pub const INSTRUCTIONS: &str = "\
@@ -237,6 +237,15 @@ impl ServerHandler for DsqlServer {
         Ok(result.into())
     }
 
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.min_level.store(rank(request.level), Ordering::Relaxed);
+        Ok(())
+    }
+
     /// rmcp routes here any request it cannot read, including a standard method whose params
     /// have the wrong shape (`tools/call` with `"arguments": "x"`). "Method not found" would
     /// mislead the client there, so those get Invalid params (-32602) with the reason.
@@ -262,14 +271,5 @@ impl ServerHandler for DsqlServer {
             format!("Invalid params for {method}: {why}"),
             None,
         ))
-    }
-
-    async fn set_level(
-        &self,
-        request: SetLevelRequestParams,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<(), McpError> {
-        self.min_level.store(rank(request.level), Ordering::Relaxed);
-        Ok(())
     }
 }
