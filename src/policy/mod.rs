@@ -10,6 +10,15 @@
 
 use std::fmt;
 
+#[cfg(test)]
+mod fuzz;
+mod guard;
+mod lint;
+mod names;
+mod placeholders;
+mod rules;
+mod scan;
+
 /// How a tool writes placeholders in its SQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Placeholders {
@@ -90,19 +99,38 @@ impl fmt::Display for PolicyError {
 impl std::error::Error for PolicyError {}
 
 /// Checks one caller statement. `params` is the number of parameters supplied
-/// (`None` when the caller passed none, which for `Psycopg` leaves `%` alone). (stub)
+/// (`None` when the caller passed none, which for `Psycopg` leaves `%` alone).
+///
+/// Runs on a helper thread with a large stack, so that no input can overflow
+/// the caller's stack (see `guard::MAX_TOKEN_RUN`).
 pub fn check(
     sql: &str,
     params: Option<usize>,
     style: Placeholders,
     access: Access,
 ) -> Result<Checked, PolicyError> {
-    let _ = (params, style, access);
-    Ok(Checked {
-        sql: sql.to_owned(),
-        kind: StatementKind::Read,
-        command: "SELECT".into(),
-        param_count: 0,
+    on_big_stack(|| guard::check(sql, params, style, access)).unwrap_or_else(|| {
+        Err(PolicyError::Injection(
+            "SQL could not be checked (internal error in the checker)".into(),
+        ))
+    })
+}
+
+/// Stack for the parser, the tree walks and the tree's drop. Only the pages
+/// actually touched are committed.
+const CHECK_STACK: usize = 256 * 1024 * 1024;
+
+/// Runs `f` on a scoped thread with `CHECK_STACK` bytes of stack. `None` if the
+/// thread could not start or panicked (callers fail closed).
+fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("sql-policy".into())
+            .stack_size(CHECK_STACK)
+            .spawn_scoped(scope, f)
+            .ok()?
+            .join()
+            .ok()
     })
 }
 
@@ -131,14 +159,42 @@ impl fmt::Display for RuleViolation {
 impl std::error::Error for RuleViolation {}
 
 /// Checks the statements of one transaction against DSQL's rules: each
-/// statement, and the per-transaction rules over the whole list. (stub)
+/// statement, and the per-transaction rules over the whole list. Pass the
+/// guard's `Checked::sql` for each statement (placeholders already `$n`).
 pub fn check_rules(statements: &[&str], rules: RuleSet) -> Result<(), RuleViolation> {
-    let _ = (statements, rules);
-    Ok(())
+    let found = on_big_stack(|| rules::problems(statements, rules)).unwrap_or_else(|| {
+        vec![rules::Problem {
+            statement: 0,
+            rule: "parse_error".into(),
+            line: 1,
+            message: "SQL could not be checked (internal error in the checker).".into(),
+            suggestion: "Simplify the statement and try again.".into(),
+        }]
+    });
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(rules::violation(&found, statements.len()))
+    }
 }
 
-/// The `dsql_lint` tool's result, in the reference's JSON shape. (stub)
+/// The `dsql_lint` tool's result, in the reference's JSON shape:
+/// `{"diagnostics": [{rule, line, message, suggestion, fix_result, statement_preview}],
+/// "fixed_sql": null unless fix, "summary": {errors, warnings, fixed}}`.
+/// (The 1,000,000-character limit is the tool layer's.)
 pub fn lint(sql: &str, fix: bool) -> serde_json::Value {
-    let _ = (sql, fix);
-    serde_json::json!({"diagnostics": [], "fixed_sql": null, "summary": {"errors": 0, "warnings": 0, "fixed": 0}})
+    on_big_stack(|| lint::lint(sql, fix)).unwrap_or_else(|| {
+        serde_json::json!({
+            "diagnostics": [{
+                "rule": "parse_error",
+                "line": 1,
+                "message": "SQL could not be linted (internal error in the linter).",
+                "suggestion": "Simplify the statement and try again.",
+                "fix_result": {"status": "unfixable"},
+                "statement_preview": lint::preview(sql),
+            }],
+            "fixed_sql": null,
+            "summary": {"errors": 1, "warnings": 0, "fixed": 0},
+        })
+    })
 }

@@ -1,0 +1,1031 @@
+//! The guard: what one caller statement may do, decided on a real parse tree.
+//!
+//! The reference server layered regular expressions over a parser; the regexes
+//! refused legitimate reads (UNION, `OR a = b`, a quote followed by `--`) and
+//! were a ReDoS hazard. Here every decision is taken on sqlparser-dsql's tree
+//! (which knows DSQL-only syntax), after a lexical pre-pass (`scan`) and
+//! placeholder translation (`placeholders`). Anything that cannot be scanned
+//! or parsed is refused ("fail closed").
+//!
+//! Findings fall in three groups, reported in this order of precedence:
+//! a write in read-only mode (`WriteNotAllowed`), something dangerous in any
+//! mode (`Injection`), and several statements or caller transaction control
+//! (`Bypass` in read-only mode, `Injection` when writes are allowed).
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    CopyTarget, DiscardObject, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
+    ObjectName, ObjectNamePart, Query, Reset, Select, Set, Statement, TableFactor,
+    TransactionAccessMode, TransactionMode, UtilityOption, Value, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+
+use super::names::{self, FunctionClass};
+use super::placeholders;
+use super::{Access, Checked, Placeholders, PolicyError, StatementKind};
+
+/// Longest run of tokens allowed at one parenthesis level without a comma.
+///
+/// sqlparser builds `a + b + c …`, `x OR y OR …` and `UNION` chains as left-deep
+/// trees without counting them against its recursion limit; walking or even
+/// dropping a tree thousands of levels deep overflows the stack and aborts the
+/// whole server. Real statements stay far below this bound (a 3,000-row INSERT
+/// resets it at every comma).
+pub(crate) const MAX_TOKEN_RUN: usize = 20_000;
+
+/// Runs the whole guard. Call it on a thread with a large stack (see `super::on_big_stack`).
+pub(crate) fn check(
+    sql: &str,
+    params: Option<usize>,
+    style: Placeholders,
+    access: Access,
+) -> Result<Checked, PolicyError> {
+    // 1. Placeholders, on the raw text, as the client library would do it.
+    let (text, expected) = match (style, params) {
+        (Placeholders::Psycopg, Some(n)) => {
+            let t = placeholders::translate_psycopg(sql).map_err(PolicyError::Injection)?;
+            if t.count != n {
+                return Err(PolicyError::Injection(placeholders::count_mismatch(
+                    t.count, n,
+                )));
+            }
+            (t.sql, n)
+        }
+        (Placeholders::Psycopg, None) => (sql.to_owned(), 0),
+        (Placeholders::Numbered, n) => (sql.to_owned(), n.unwrap_or(0)),
+    };
+
+    // 2. Lexical pre-pass: decode U& escapes, refuse what cannot be decoded.
+    let text = super::scan::normalize(&text)
+        .map_err(|e| PolicyError::Injection(format!("SQL could not be scanned: {e}")))?;
+
+    // 3. Tokens: placeholders, nesting bound, leftovers of U& the pre-pass missed.
+    let tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
+    token_checks(&tokens)?;
+    let highest = highest_placeholder(&tokens)?;
+    if highest != expected {
+        let msg = match style {
+            Placeholders::Numbered => placeholders::count_mismatch(highest, expected),
+            Placeholders::Psycopg => format!(
+                "Query refers to parameters up to ${highest} but {expected} parameters were supplied"
+            ),
+        };
+        return Err(PolicyError::Injection(msg));
+    }
+
+    // 4. Parse (fail closed).
+    let statements = match parse_tokens(tokens.clone()) {
+        Ok(s) => s,
+        Err(e) => match alter_table_async_retry(&tokens) {
+            Some(Ok(s)) => s,
+            _ => return Err(parse_error_finding(&tokens, &e, access)),
+        },
+    };
+
+    // 5. Decide.
+    let verdict = judge(&statements, access);
+    drop(statements);
+    let (kind, command) = verdict?;
+    Ok(Checked {
+        sql: text,
+        kind,
+        command,
+        param_count: expected,
+    })
+}
+
+pub(crate) fn tokenize(text: &str) -> Result<Vec<TokenWithSpan>, ParserError> {
+    Tokenizer::new(&PostgreSqlDialect {}, text)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| ParserError::TokenizerError(e.to_string()))
+}
+
+pub(crate) fn parse_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>, ParserError> {
+    Parser::new(&PostgreSqlDialect {})
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+}
+
+/// Parses SQL text the way the guard does (used by the rule checker).
+pub(crate) fn parse_text(text: &str) -> Result<Vec<Statement>, String> {
+    let tokens = tokenize(text).map_err(|e| parse_failure(&e))?;
+    if longest_run(&tokens) > MAX_TOKEN_RUN {
+        return Err(too_complex());
+    }
+    match parse_tokens(tokens.clone()) {
+        Ok(s) => Ok(s),
+        Err(e) => match alter_table_async_retry(&tokens) {
+            Some(Ok(s)) => Ok(s),
+            _ => Err(parse_failure(&e)),
+        },
+    }
+}
+
+pub(crate) fn parse_failure(e: &ParserError) -> String {
+    let msg = e.to_string();
+    let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
+    format!("SQL could not be parsed: {msg}")
+}
+
+fn too_complex() -> String {
+    format!(
+        "SQL is too complex to check safely: more than {MAX_TOKEN_RUN} tokens in one expression without a comma"
+    )
+}
+
+fn significant(tokens: &[TokenWithSpan]) -> impl Iterator<Item = &TokenWithSpan> {
+    tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+}
+
+/// Longest comma-free run of tokens at one parenthesis level (see `MAX_TOKEN_RUN`).
+pub(crate) fn longest_run(tokens: &[TokenWithSpan]) -> usize {
+    let mut stack: Vec<usize> = vec![0];
+    let mut longest = 0;
+    for t in significant(tokens) {
+        match t.token {
+            Token::LParen => stack.push(0),
+            Token::RParen => {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+            }
+            Token::Comma | Token::SemiColon => {
+                if let Some(top) = stack.last_mut() {
+                    *top = 0;
+                }
+            }
+            _ => {
+                if let Some(top) = stack.last_mut() {
+                    *top += 1;
+                    longest = longest.max(*top);
+                }
+            }
+        }
+    }
+    longest
+}
+
+fn token_checks(tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
+    if longest_run(tokens) > MAX_TOKEN_RUN {
+        return Err(PolicyError::Injection(too_complex()));
+    }
+    // PostgreSQL's dollar-quote tags are [A-Za-z_\x80-][A-Za-z_0-9\x80-]*;
+    // sqlparser accepts more (`$1$`), where PostgreSQL reads code.
+    for t in significant(tokens) {
+        if let Token::DollarQuotedString(d) = &t.token
+            && let Some(tag) = &d.tag
+            && !valid_dollar_tag(tag)
+        {
+            return Err(PolicyError::Injection(format!(
+                "SQL could not be parsed: invalid dollar-quote tag ${tag}$ at {}",
+                t.span.start
+            )));
+        }
+    }
+    // `U&"…"` that the pre-pass did not decode would read as `U & "…"`.
+    for w in tokens.windows(3) {
+        if let (Token::Word(u), Token::Ampersand, Token::Word(q)) =
+            (&w[0].token, &w[1].token, &w[2].token)
+            && u.quote_style.is_none()
+            && u.value.eq_ignore_ascii_case("u")
+            && q.quote_style == Some('"')
+        {
+            return Err(PolicyError::Injection(format!(
+                "SQL could not be scanned: undecoded Unicode-escaped identifier at {}",
+                w[0].span.start
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn valid_dollar_tag(tag: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii();
+    tag.chars().next().is_some_and(|c| !c.is_ascii_digit()) && tag.chars().all(ok)
+}
+
+/// The highest `$n` placeholder in the statement (0 when there is none).
+fn highest_placeholder(tokens: &[TokenWithSpan]) -> Result<usize, PolicyError> {
+    let mut highest = 0usize;
+    for t in significant(tokens) {
+        if let Token::Placeholder(p) = &t.token
+            && let Some(rest) = p.strip_prefix('$')
+        {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            if digits.is_empty() {
+                continue;
+            }
+            let n: usize = digits.parse().map_err(|_| {
+                PolicyError::Injection(format!("placeholder ${digits} is out of range"))
+            })?;
+            if n == 0 {
+                return Err(PolicyError::Injection(
+                    "placeholder $0 is not valid: parameters are numbered from $1".into(),
+                ));
+            }
+            highest = highest.max(n);
+        }
+    }
+    Ok(highest)
+}
+
+/// `ALTER TABLE async ADD …` names a table called `async`, but sqlparser-dsql
+/// reads the word as DSQL's `ASYNC` keyword. Retry with the name quoted.
+fn alter_table_async_retry(
+    tokens: &[TokenWithSpan],
+) -> Option<Result<Vec<Statement>, ParserError>> {
+    let idx: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t.token, Token::Whitespace(_)))
+        .map(|(i, _)| i)
+        .take(6)
+        .collect();
+    let word = |k: usize| match idx.get(k).map(|&i| &tokens[i].token) {
+        Some(Token::Word(w)) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    if word(0).as_deref() != Some("alter") || word(1).as_deref() != Some("table") {
+        return None;
+    }
+    let mut k = 2;
+    if word(k).as_deref() == Some("if") && word(k + 1).as_deref() == Some("exists") {
+        k += 2;
+    }
+    if word(k).as_deref() == Some("only") {
+        k += 1;
+    }
+    if word(k).as_deref() != Some("async") {
+        return None;
+    }
+    let mut retry = tokens.to_vec();
+    let i = idx[k];
+    retry[i].token = Token::make_word("async", Some('"'));
+    Some(parse_tokens(retry))
+}
+
+/// What to report when the statement does not parse: a specific reason when
+/// the first word says what it was, otherwise the parser's message.
+fn parse_error_finding(tokens: &[TokenWithSpan], e: &ParserError, access: Access) -> PolicyError {
+    let words: Vec<String> = significant(tokens)
+        .take(4)
+        .map(|t| match &t.token {
+            Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_lowercase(),
+            _ => String::new(),
+        })
+        .collect();
+    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    let routine = |w: &str| matches!(w, "function" | "procedure");
+    match (word(0), word(1)) {
+        ("do", _) => PolicyError::Injection("DO blocks run opaque code and are not allowed".into()),
+        ("create", w) if routine(w) => {
+            PolicyError::Injection("Function and procedure definitions are not allowed".into())
+        }
+        ("create", "or") if word(2) == "replace" && routine(word(3)) => {
+            PolicyError::Injection("Function and procedure definitions are not allowed".into())
+        }
+        ("abort", _) | ("commit" | "rollback", "prepared") | ("prepare", "transaction") => {
+            transaction_control(access, &word(0).to_ascii_uppercase())
+        }
+        _ => PolicyError::Injection(parse_failure(e)),
+    }
+}
+
+fn transaction_control(access: Access, what: &str) -> PolicyError {
+    let why = format!("Caller-supplied transaction control is not allowed: {what}");
+    match access {
+        Access::ReadOnly => PolicyError::Bypass(why),
+        Access::ReadWrite => PolicyError::Injection(why),
+    }
+}
+
+/// Findings over every statement, reported by precedence.
+#[derive(Default)]
+struct Findings {
+    write: Option<String>,
+    danger: Option<String>,
+    bypass: Option<String>,
+}
+
+impl Findings {
+    fn write(&mut self, why: impl Into<String>) {
+        self.write.get_or_insert_with(|| why.into());
+    }
+    fn danger(&mut self, why: impl Into<String>) {
+        self.danger.get_or_insert_with(|| why.into());
+    }
+    fn bypass(&mut self, why: impl Into<String>) {
+        self.bypass.get_or_insert_with(|| why.into());
+    }
+}
+
+fn judge(statements: &[Statement], access: Access) -> Result<(StatementKind, String), PolicyError> {
+    let mut f = Findings::default();
+    if statements.is_empty() {
+        return Err(PolicyError::Injection(
+            "Exactly one SQL statement is allowed, and none was found".into(),
+        ));
+    }
+    if statements.len() > 1 {
+        f.bypass(format!(
+            "Exactly one SQL statement is allowed, found {}",
+            statements.len()
+        ));
+    }
+    let mut first = None;
+    for stmt in statements {
+        let r = classify(stmt, access, &mut f);
+        first.get_or_insert(r);
+    }
+    let read_only = access == Access::ReadOnly;
+    if read_only && let Some(w) = f.write {
+        return Err(PolicyError::WriteNotAllowed(w));
+    }
+    if let Some(d) = f.danger {
+        return Err(PolicyError::Injection(d));
+    }
+    if let Some(b) = f.bypass {
+        return Err(if read_only {
+            PolicyError::Bypass(b)
+        } else {
+            PolicyError::Injection(b)
+        });
+    }
+    Ok(first.expect("at least one statement"))
+}
+
+/// Walks the whole statement tree: function calls anywhere, locking clauses,
+/// `SELECT … INTO`, and statements nested in queries (data-modifying CTEs).
+struct Walk {
+    danger: Option<String>,
+    ro: Option<String>,
+    depth: usize,
+}
+
+impl Walk {
+    fn function(&mut self, name: &ObjectName, args: Option<&FunctionArguments>) {
+        let Some(base) = basename(name) else {
+            self.danger
+                .get_or_insert_with(|| format!("function name could not be resolved: {name}"));
+            return;
+        };
+        match names::classify_function(&base) {
+            FunctionClass::Dangerous => {
+                self.danger
+                    .get_or_insert_with(|| format!("Dangerous function call not allowed: {base}"));
+            }
+            FunctionClass::Mutating => {
+                self.ro.get_or_insert_with(|| {
+                    format!("function changes state and is not allowed in read-only mode: {base}")
+                });
+            }
+            FunctionClass::SetConfig => {
+                self.ro.get_or_insert_with(|| {
+                    "set_config() changes session settings and is not allowed in read-only mode"
+                        .into()
+                });
+                match args.and_then(first_string_arg) {
+                    Some(setting) if names::is_security_setting(&setting) => {
+                        self.danger.get_or_insert_with(|| {
+                            format!(
+                                "Security-sensitive session setting not allowed: {}",
+                                setting.to_ascii_lowercase()
+                            )
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.danger.get_or_insert_with(|| {
+                            "set_config() with a setting name that is not a string literal is not allowed"
+                                .into()
+                        });
+                    }
+                }
+            }
+            FunctionClass::Plain => {}
+        }
+    }
+}
+
+impl Visitor for Walk {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, stmt: &Statement) -> ControlFlow<()> {
+        if self.depth > 0 {
+            if let Some(d) = statement_danger(stmt) {
+                self.danger.get_or_insert(d);
+            }
+            if matches!(
+                stmt,
+                Statement::Insert(_)
+                    | Statement::Update(_)
+                    | Statement::Delete(_)
+                    | Statement::Merge(_)
+            ) {
+                self.ro.get_or_insert_with(|| {
+                    format!(
+                        "data-modifying statement inside a query is not allowed in read-only mode: {}",
+                        command_tag(stmt)
+                    )
+                });
+            }
+        }
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_statement(&mut self, _stmt: &Statement) -> ControlFlow<()> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = expr {
+            self.function(&f.name, Some(&f.args));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, tf: &TableFactor) -> ControlFlow<()> {
+        match tf {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => self.function(name, None),
+            TableFactor::Function { name, .. } => self.function(name, None),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if !q.locks.is_empty() {
+            self.ro.get_or_insert_with(|| {
+                "SELECT ... FOR UPDATE/SHARE locks rows and is not allowed in read-only mode".into()
+            });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, s: &Select) -> ControlFlow<()> {
+        if s.into.is_some() {
+            self.ro.get_or_insert_with(|| {
+                "SELECT ... INTO creates a table and is not allowed in read-only mode".into()
+            });
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Folds an identifier as PostgreSQL does: unquoted names to lower case (ASCII only).
+pub(crate) fn fold(id: &Ident) -> String {
+    if id.quote_style.is_none() {
+        id.value.to_ascii_lowercase()
+    } else {
+        id.value.clone()
+    }
+}
+
+/// The last part of a (possibly qualified) name, folded.
+fn basename(name: &ObjectName) -> Option<String> {
+    match name.0.last()? {
+        ObjectNamePart::Identifier(id) => Some(fold(id)),
+        ObjectNamePart::Function(_) => None,
+    }
+}
+
+fn folded_parts(name: &ObjectName) -> Option<Vec<String>> {
+    name.0
+        .iter()
+        .map(|p| p.as_ident().map(fold))
+        .collect::<Option<Vec<_>>>()
+}
+
+fn string_value(v: &Value) -> Option<String> {
+    match v {
+        Value::SingleQuotedString(s)
+        | Value::EscapedStringLiteral(s)
+        | Value::UnicodeStringLiteral(s)
+        | Value::NationalStringLiteral(s) => Some(s.clone()),
+        Value::DollarQuotedString(d) => Some(d.value.clone()),
+        _ => None,
+    }
+}
+
+fn first_string_arg(args: &FunctionArguments) -> Option<String> {
+    let FunctionArguments::List(list) = args else {
+        return None;
+    };
+    match list.args.first()? {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => string_value(&v.value),
+        _ => None,
+    }
+}
+
+/// Statement forms refused in every mode, wherever they appear.
+fn statement_danger(stmt: &Statement) -> Option<String> {
+    match stmt {
+        Statement::Load { .. } | Statement::LoadData { .. } => {
+            Some("LOAD can load arbitrary server code and is not allowed".into())
+        }
+        Statement::CreateFunction(_) | Statement::CreateProcedure { .. } => {
+            Some("Function and procedure definitions are not allowed".into())
+        }
+        Statement::Call(f) if !is_wait_for_job(f) => Some(format!(
+            "Stored procedure calls are not allowed: {}",
+            f.name
+        )),
+        Statement::Copy { target, .. } => match target {
+            CopyTarget::Program { .. } => {
+                Some("COPY ... TO/FROM PROGRAM executes a host command and is not allowed".into())
+            }
+            CopyTarget::File { .. } => Some(
+                "COPY ... TO/FROM a server-side file accesses the host filesystem and is not allowed"
+                    .into(),
+            ),
+            CopyTarget::Stdin | CopyTarget::Stdout => None,
+        },
+        Statement::Discard {
+            object_type: DiscardObject::ALL,
+        } => Some("DISCARD ALL would reset the server's session and is not allowed".into()),
+        Statement::Reset(r) if matches!(r.reset, Reset::ALL) => {
+            Some("RESET ALL would reset the server's session settings and is not allowed".into())
+        }
+        Statement::NOTIFY { .. } => {
+            Some("NOTIFY sends notifications to other sessions and is not allowed".into())
+        }
+        Statement::Set(set) => set_variables(set)
+            .into_iter()
+            .find(|v| names::is_security_setting(v))
+            .map(|v| format!("Security-sensitive session setting not allowed: {v}")),
+        Statement::AlterTable(at)
+            if at.r#async
+                && !at.operations.iter().all(|op| {
+                    matches!(op, sqlparser::ast::AlterTableOperation::ValidateConstraint { .. })
+                }) =>
+        {
+            Some("ALTER TABLE ASYNC is only valid with VALIDATE CONSTRAINT".into())
+        }
+        _ => None,
+    }
+}
+
+/// Names of the settings a `SET` statement changes (lower case, dotted).
+fn set_variables(set: &Set) -> Vec<String> {
+    let name = |n: &ObjectName| {
+        n.0.iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(id) => id.value.to_ascii_lowercase(),
+                ObjectNamePart::Function(f) => f.to_string().to_ascii_lowercase(),
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    match set {
+        Set::SingleAssignment { variable, .. } => vec![name(variable)],
+        Set::ParenthesizedAssignments { variables, .. } => variables.iter().map(name).collect(),
+        Set::MultipleAssignments { assignments } => {
+            assignments.iter().map(|a| name(&a.name)).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// DSQL's `CALL sys.wait_for_job('<job id>')`, with a literal or a placeholder.
+fn is_wait_for_job(f: &sqlparser::ast::Function) -> bool {
+    let Some(parts) = folded_parts(&f.name) else {
+        return false;
+    };
+    if parts != ["sys", "wait_for_job"] {
+        return false;
+    }
+    let FunctionArguments::List(list) = &f.args else {
+        return false;
+    };
+    if list.args.len() != 1 || !list.clauses.is_empty() || list.duplicate_treatment.is_some() {
+        return false;
+    }
+    match &list.args[0] {
+        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => {
+            string_value(&v.value).is_some() || matches!(v.value, Value::Placeholder(_))
+        }
+        _ => false,
+    }
+}
+
+/// Classifies one top-level statement, recording findings; returns its kind and command tag.
+fn classify(stmt: &Statement, access: Access, f: &mut Findings) -> (StatementKind, String) {
+    let mut walk = Walk {
+        danger: None,
+        ro: None,
+        depth: 0,
+    };
+    let _ = stmt.visit(&mut walk);
+    if let Some(d) = statement_danger(stmt) {
+        f.danger(d);
+    }
+    if let Some(d) = walk.danger.take() {
+        f.danger(d);
+    }
+    let command = command_tag(stmt);
+    let not_in_ro = |f: &mut Findings| {
+        f.write(format!(
+            "statement type not allowed in read-only mode: {command}"
+        ))
+    };
+    let read_or_dml = |walk: &Walk| {
+        if walk.ro.is_some() {
+            StatementKind::Dml
+        } else {
+            StatementKind::Read
+        }
+    };
+
+    let kind = match stmt {
+        Statement::Query(_) => {
+            if let Some(w) = &walk.ro {
+                f.write(w.clone());
+            }
+            read_or_dml(&walk)
+        }
+        s if is_show(s) => StatementKind::Read,
+        Statement::Explain {
+            statement,
+            analyze,
+            options,
+            ..
+        } => {
+            let analyze = *analyze || explain_option_analyze(options.as_deref());
+            match statement.as_ref() {
+                Statement::Execute { .. } => {
+                    if analyze {
+                        f.write("EXECUTE is allowed only under EXPLAIN without ANALYZE");
+                    }
+                }
+                inner if is_read_statement(inner) => {}
+                inner => f.write(format!(
+                    "statement type not allowed in read-only mode: EXPLAIN {}",
+                    command_tag(inner)
+                )),
+            }
+            if let Some(w) = &walk.ro {
+                f.write(w.clone());
+            }
+            if analyze {
+                match statement.as_ref() {
+                    Statement::Query(_) => read_or_dml(&walk),
+                    s if is_show(s) => StatementKind::Read,
+                    s => base_kind(s),
+                }
+            } else {
+                StatementKind::Read
+            }
+        }
+        Statement::Set(Set::SetTransaction {
+            modes,
+            snapshot,
+            session,
+        }) => {
+            if *session {
+                not_in_ro(f);
+                StatementKind::Other
+            } else {
+                if modes.iter().any(|m| {
+                    matches!(
+                        m,
+                        TransactionMode::AccessMode(TransactionAccessMode::ReadWrite)
+                    )
+                }) && access == Access::ReadOnly
+                {
+                    f.bypass("Only read-only or isolation-only SET TRANSACTION is allowed: READ WRITE would lift the read-only transaction");
+                }
+                if snapshot.is_some() {
+                    f.write("SET TRANSACTION SNAPSHOT is not allowed in read-only mode");
+                }
+                StatementKind::TransactionSetting
+            }
+        }
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => {
+            f.bypass(format!(
+                "Caller-supplied transaction control is not allowed: {command}"
+            ));
+            StatementKind::Other
+        }
+        Statement::Call(func) if is_wait_for_job(func) => {
+            f.write("CALL sys.wait_for_job is allowed only when writes are allowed");
+            StatementKind::WaitForJob
+        }
+        Statement::Execute { .. } => {
+            f.write("EXECUTE is allowed only under EXPLAIN without ANALYZE");
+            StatementKind::Other
+        }
+        s => {
+            let kind = base_kind(s);
+            if statement_danger(s).is_none() {
+                if rw_allowed(s) {
+                    not_in_ro(f);
+                } else {
+                    f.write(format!(
+                        "statement type not allowed in read-only mode: {command}"
+                    ));
+                    f.danger(format!("statement type not allowed: {command}"));
+                }
+            }
+            kind
+        }
+    };
+    (kind, command)
+}
+
+fn is_show(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::ShowVariable { .. } | Statement::ShowVariables { .. }
+    )
+}
+
+fn is_read_statement(s: &Statement) -> bool {
+    matches!(s, Statement::Query(_)) || is_show(s)
+}
+
+/// Whether `ANALYZE` is switched on in an `EXPLAIN ( … )` option list. Anything
+/// that is not clearly off counts as on (fail closed).
+fn explain_option_analyze(options: Option<&[UtilityOption]>) -> bool {
+    let Some(options) = options else {
+        return false;
+    };
+    let mut on = false;
+    for o in options {
+        if !o.name.value.eq_ignore_ascii_case("analyze") {
+            continue;
+        }
+        on = match &o.arg {
+            None => true,
+            Some(Expr::Value(v)) => match &v.value {
+                Value::Boolean(b) => *b,
+                Value::Number(n, _) => n.as_str() != "0",
+                other => string_value(other).is_none_or(|s| !is_false_word(&s)),
+            },
+            Some(Expr::Identifier(id)) => !is_false_word(&id.value),
+            Some(_) => true,
+        };
+    }
+    on
+}
+
+fn is_false_word(s: &str) -> bool {
+    matches!(
+        s.to_ascii_lowercase().as_str(),
+        "false" | "off" | "0" | "no" | "of" | "fa" | "fal" | "fals" | "n"
+    )
+}
+
+/// Statement kinds PostgreSQL/DSQL know that the guard lets through when writes
+/// are allowed (the rule checker then applies DSQL's own restrictions). Others
+/// are dialects' statements sqlparser knows but PostgreSQL does not.
+fn rw_allowed(s: &Statement) -> bool {
+    use Statement as S;
+    matches!(
+        s,
+        S::Query(_)
+            | S::Insert(_)
+            | S::Update(_)
+            | S::Delete(_)
+            | S::Merge(_)
+            | S::Copy { .. }
+            | S::Explain { .. }
+            | S::Analyze(_)
+            | S::Vacuum(_)
+            | S::Truncate(_)
+            | S::Set(_)
+            | S::Reset(_)
+            | S::Discard { .. }
+            | S::LISTEN { .. }
+            | S::UNLISTEN { .. }
+            | S::Lock(_)
+            | S::Prepare { .. }
+            | S::Deallocate { .. }
+            | S::Declare { .. }
+            | S::Fetch { .. }
+            | S::Close { .. }
+            | S::Comment { .. }
+            | S::CreateTable(_)
+            | S::CreateIndex(_)
+            | S::CreateView(_)
+            | S::CreateSequence { .. }
+            | S::CreateSchema { .. }
+            | S::CreateRole(_)
+            | S::CreateDomain(_)
+            | S::CreateStatistics(_)
+            | S::CreateExtension(_)
+            | S::CreateTrigger(_)
+            | S::CreatePolicy(_)
+            | S::CreateDatabase { .. }
+            | S::CreateType { .. }
+            | S::CreateServer(_)
+            | S::CreateUser(_)
+            | S::AlterTable(_)
+            | S::AlterIndex { .. }
+            | S::AlterView { .. }
+            | S::AlterViewOperation { .. }
+            | S::AlterSequence(_)
+            | S::AlterStatistics(_)
+            | S::AlterRole { .. }
+            | S::AlterSchema(_)
+            | S::AlterType(_)
+            | S::AlterFunction(_)
+            | S::AlterPolicy(_)
+            | S::AlterUser(_)
+            | S::AlterDefaultPrivileges { .. }
+            | S::Drop { .. }
+            | S::DropFunction(_)
+            | S::DropDomain(_)
+            | S::DropTrigger(_)
+            | S::DropPolicy(_)
+            | S::DropExtension(_)
+            | S::DropProcedure { .. }
+            | S::Grant(_)
+            | S::Revoke(_)
+            | S::AwsIamGrant { .. }
+            | S::AwsIamRevoke { .. }
+    )
+}
+
+/// How the executor should run a statement allowed in read-write mode.
+pub(crate) fn base_kind(s: &Statement) -> StatementKind {
+    use Statement as S;
+    match s {
+        S::Insert(_) | S::Update(_) | S::Delete(_) | S::Merge(_) => StatementKind::Dml,
+        S::Copy { to: false, .. } => StatementKind::Dml,
+        S::Query(_) => StatementKind::Read,
+        s if is_ddl(s) => StatementKind::Ddl,
+        _ => StatementKind::Other,
+    }
+}
+
+/// Schema changes, as DSQL counts them (GRANT/REVOKE count as DDL).
+pub(crate) fn is_ddl(s: &Statement) -> bool {
+    use Statement as S;
+    matches!(
+        s,
+        S::CreateTable(_)
+            | S::CreateIndex(_)
+            | S::CreateView(_)
+            | S::CreateSequence { .. }
+            | S::CreateType { .. }
+            | S::CreateFunction(_)
+            | S::CreateRole(_)
+            | S::CreateUser(_)
+            | S::CreateDomain(_)
+            | S::CreateProcedure { .. }
+            | S::CreateTrigger(_)
+            | S::CreateExtension(_)
+            | S::CreateSchema { .. }
+            | S::CreateDatabase { .. }
+            | S::CreatePolicy(_)
+            | S::CreateServer(_)
+            | S::CreateStatistics(_)
+            | S::AlterTable(_)
+            | S::AlterIndex { .. }
+            | S::AlterFunction(_)
+            | S::AlterPolicy(_)
+            | S::AlterType(_)
+            | S::AlterView { .. }
+            | S::AlterViewOperation { .. }
+            | S::AlterSequence(_)
+            | S::AlterStatistics(_)
+            | S::AlterRole { .. }
+            | S::AlterSchema(_)
+            | S::AlterUser(_)
+            | S::AlterDefaultPrivileges { .. }
+            | S::Drop { .. }
+            | S::DropRoutine { .. }
+            | S::DropFunction(_)
+            | S::DropDomain(_)
+            | S::DropTrigger(_)
+            | S::DropPolicy(_)
+            | S::DropExtension(_)
+            | S::DropProcedure { .. }
+            | S::Truncate(_)
+            | S::Comment { .. }
+            | S::Grant(_)
+            | S::Revoke(_)
+            | S::AwsIamGrant { .. }
+            | S::AwsIamRevoke { .. }
+    )
+}
+
+/// Data changes, as DSQL counts them for the DDL/DML mixing rule.
+pub(crate) fn is_dml(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) | Statement::Merge(_)
+    )
+}
+
+/// The command tag an agent sees for a statement (PostgreSQL's spelling where it has one).
+pub(crate) fn command_tag(s: &Statement) -> String {
+    use Statement as S;
+    let fixed = match s {
+        S::Query(_) => "SELECT",
+        S::Insert(_) => "INSERT",
+        S::Update(_) => "UPDATE",
+        S::Delete(_) => "DELETE",
+        S::Merge(_) => "MERGE",
+        S::Copy { .. } => "COPY",
+        S::Explain { .. } => "EXPLAIN",
+        S::Analyze(_) => "ANALYZE",
+        S::Vacuum(_) => "VACUUM",
+        S::Truncate(_) => "TRUNCATE TABLE",
+        S::Set(Set::SetTransaction { .. }) => "SET",
+        S::Set(_) => "SET",
+        S::Reset(_) => "RESET",
+        S::Discard { .. } => "DISCARD",
+        S::ShowVariable { .. } | S::ShowVariables { .. } => "SHOW",
+        S::StartTransaction { .. } => "BEGIN",
+        S::Commit { .. } => "COMMIT",
+        S::Rollback { .. } => "ROLLBACK",
+        S::Savepoint { .. } => "SAVEPOINT",
+        S::ReleaseSavepoint { .. } => "RELEASE",
+        S::Call(_) => "CALL",
+        S::Load { .. } => "LOAD",
+        S::LISTEN { .. } => "LISTEN",
+        S::UNLISTEN { .. } => "UNLISTEN",
+        S::NOTIFY { .. } => "NOTIFY",
+        S::Lock(_) => "LOCK TABLE",
+        S::Prepare { .. } => "PREPARE",
+        S::Execute { .. } => "EXECUTE",
+        S::Deallocate { .. } => "DEALLOCATE",
+        S::Declare { .. } => "DECLARE CURSOR",
+        S::Fetch { .. } => "FETCH",
+        S::Close { .. } => "CLOSE CURSOR",
+        S::Comment { .. } => "COMMENT",
+        S::CreateTable(_) => "CREATE TABLE",
+        S::CreateIndex(_) => "CREATE INDEX",
+        S::CreateView(v) if v.materialized => "CREATE MATERIALIZED VIEW",
+        S::CreateView(_) => "CREATE VIEW",
+        S::CreateSequence { .. } => "CREATE SEQUENCE",
+        S::CreateSchema { .. } => "CREATE SCHEMA",
+        S::CreateRole(_) => "CREATE ROLE",
+        S::CreateUser(_) => "CREATE ROLE",
+        S::CreateDomain(_) => "CREATE DOMAIN",
+        S::CreateStatistics(_) => "CREATE STATISTICS",
+        S::CreateExtension(_) => "CREATE EXTENSION",
+        S::CreateTrigger(_) => "CREATE TRIGGER",
+        S::CreatePolicy(_) => "CREATE POLICY",
+        S::CreateDatabase { .. } => "CREATE DATABASE",
+        S::CreateType { .. } => "CREATE TYPE",
+        S::CreateFunction(_) => "CREATE FUNCTION",
+        S::CreateProcedure { .. } => "CREATE PROCEDURE",
+        S::CreateServer(_) => "CREATE SERVER",
+        S::AlterTable(_) => "ALTER TABLE",
+        S::AlterIndex { .. } => "ALTER INDEX",
+        S::AlterView { .. } | S::AlterViewOperation { .. } => "ALTER VIEW",
+        S::AlterSequence(_) => "ALTER SEQUENCE",
+        S::AlterStatistics(_) => "ALTER STATISTICS",
+        S::AlterRole { .. } => "ALTER ROLE",
+        S::AlterUser(_) => "ALTER ROLE",
+        S::AlterSchema(_) => "ALTER SCHEMA",
+        S::AlterType(_) => "ALTER TYPE",
+        S::AlterFunction(_) => "ALTER FUNCTION",
+        S::AlterPolicy(_) => "ALTER POLICY",
+        S::AlterDefaultPrivileges { .. } => "ALTER DEFAULT PRIVILEGES",
+        S::Drop { object_type, .. } => return format!("DROP {object_type}"),
+        S::DropFunction(_) => "DROP FUNCTION",
+        S::DropProcedure { .. } => "DROP PROCEDURE",
+        S::DropDomain(_) => "DROP DOMAIN",
+        S::DropTrigger(_) => "DROP TRIGGER",
+        S::DropPolicy(_) => "DROP POLICY",
+        S::DropExtension(_) => "DROP EXTENSION",
+        S::Grant(_) => "GRANT",
+        S::Revoke(_) => "REVOKE",
+        S::AwsIamGrant { .. } => "AWS IAM GRANT",
+        S::AwsIamRevoke { .. } => "AWS IAM REVOKE",
+        other => {
+            // Fall back on the statement's own first words.
+            let text = other.to_string();
+            let words: Vec<&str> = text.split_whitespace().take(2).collect();
+            return match words.as_slice() {
+                [a, b]
+                    if matches!(a.to_ascii_uppercase().as_str(), "CREATE" | "ALTER" | "DROP") =>
+                {
+                    format!("{} {}", a.to_ascii_uppercase(), b.to_ascii_uppercase())
+                }
+                [a, ..] => a.to_ascii_uppercase(),
+                [] => "UNKNOWN".into(),
+            };
+        }
+    };
+    fixed.to_owned()
+}
