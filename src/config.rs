@@ -57,7 +57,8 @@ pub struct Args {
     #[arg(
         long = "knowledge-timeout",
         value_name = "SECONDS",
-        default_value_t = 30.0
+        default_value_t = 30.0,
+        allow_negative_numbers = true
     )]
     pub knowledge_timeout: f64,
 
@@ -77,7 +78,12 @@ pub struct Args {
 
     /// Bound on every tool call, retries included; the running statement is cancelled on the
     /// server when it expires. Below agent hosts' own 60 s request timeout.
-    #[arg(long = "query-timeout", value_name = "SECONDS", default_value_t = 50.0)]
+    #[arg(
+        long = "query-timeout",
+        value_name = "SECONDS",
+        default_value_t = 50.0,
+        allow_negative_numbers = true
+    )]
     pub query_timeout: f64,
 
     /// Rows kept from one result; the rest is cut and the result says so.

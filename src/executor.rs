@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, join, pin_mut};
+use postgres_types::{Kind, Type};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -61,6 +62,8 @@ pub struct Work {
     pub statements: Vec<Statement>,
     /// Keep every statement's rows, not only the last statement's.
     pub keep_all: bool,
+    /// The caller needs the result's columns even when it has no rows.
+    pub describe: bool,
 }
 
 impl Work {
@@ -70,6 +73,7 @@ impl Work {
             mode,
             statements,
             keep_all: false,
+            describe: false,
         }
     }
 }
@@ -437,7 +441,7 @@ fn discard(conn: Pooled) {
 /// Scrubs session state so the next call starts clean; a connection that cannot be
 /// scrubbed is discarded rather than reused.
 async fn reset(conn: Pooled) {
-    if let Err(e) = conn.client.batch_execute(RESET).await {
+    if let Err(e) = conn.client.batch_execute(conn.reset_sql()).await {
         tracing::warn!(
             connection = conn.serial,
             "session reset failed; discarding the connection: {}",
@@ -446,13 +450,6 @@ async fn reset(conn: Pooled) {
         discard(conn);
     }
 }
-
-/// Ends a transaction and scrubs the session in one round trip.
-const FINISH_TRANSACTION: &str = "COMMIT; RESET ALL; RESET ROLE";
-/// Scrubs session state between calls.
-const RESET: &str = "RESET ALL; RESET ROLE";
-/// Abandons a failed transaction and scrubs the session in one round trip.
-const ABANDON_TRANSACTION: &str = "ROLLBACK; RESET ALL; RESET ROLE";
 
 /// Runs the unit's statements. Returns the outcome and whether the session reset has
 /// already run (it travels with COMMIT, so the happy path needs no extra round trip).
@@ -471,6 +468,16 @@ async fn run_unit(
     let Some(first) = work.statements.first() else {
         return (Ok(Vec::new()), false);
     };
+    // A lone read on a connection whose session is read-only by default: BEGIN, the
+    // statement and COMMIT + reset travel together. Should BEGIN fail, the statement still
+    // runs read-only. Array parameters need the server's inferred type first.
+    if work.mode == Mode::ReadOnly
+        && conn.session_read_only
+        && work.statements.len() == 1
+        && !first.params.iter().any(Value::is_array)
+    {
+        return one_round_trip(conn, first, work.describe, limits, observer).await;
+    }
     let mut prepared = Some(match begin {
         Some(begin) => {
             let (begun, prepared) = join!(client.batch_execute(begin), client.prepare(&first.sql));
@@ -509,9 +516,9 @@ async fn run_unit(
             continue;
         }
         let finish = if begin.is_some() {
-            FINISH_TRANSACTION
+            conn.end_sql(true)
         } else {
-            RESET
+            conn.reset_sql()
         };
         let (executed, finished) = join!(
             execute(client, &prepared, statement, limits, observer),
@@ -566,9 +573,9 @@ async fn abandon(
         return (Err(error), false);
     }
     let sql = if in_transaction {
-        ABANDON_TRANSACTION
+        conn.end_sql(false)
     } else {
-        RESET
+        conn.reset_sql()
     };
     let reset = match finish_with(&conn.client, sql).await {
         Ok(reset) => reset,
@@ -578,6 +585,123 @@ async fn abandon(
         }
     };
     (Err(error), reset)
+}
+
+/// A read-only statement in one round trip: BEGIN, Parse/Bind/Execute of the unnamed
+/// statement with untyped text parameters, and COMMIT + reset, pipelined.
+async fn one_round_trip(
+    conn: &Pooled,
+    statement: &Statement,
+    describe: bool,
+    limits: &Limits,
+    observer: &dyn Observer,
+) -> (Result<Vec<Outcome>, ExecError>, bool) {
+    let client = &conn.client;
+    // OID 0: the server infers each parameter's type, as it does for a prepare.
+    let unspecified = Type::new("unspecified".into(), 0, Kind::Pseudo, "pg_catalog".into());
+    let params: Vec<TextParam> = statement
+        .params
+        .iter()
+        .map(|v| TextParam::from_json(v, &unspecified))
+        .collect();
+    let run = async {
+        let stream = client
+            .query_typed_raw(
+                &statement.sql,
+                params.iter().map(|p| (p, unspecified.clone())),
+            )
+            .await?;
+        read_rows(stream, limits, observer).await
+    };
+    let (begun, executed, finished) = join!(
+        client.batch_execute("BEGIN TRANSACTION READ ONLY"),
+        run,
+        finish_with(client, conn.end_sql(true))
+    );
+    if let Err(e) = begun {
+        return (Err(ExecError::Begin(e.into())), finished.is_ok_and(|r| r));
+    }
+    match (executed, finished) {
+        (Err(error), finished) => (
+            Err(ExecError::Statement { index: 0, error }),
+            finished.is_ok_and(|reset| reset),
+        ),
+        (Ok(mut outcome), Ok(reset)) => {
+            if describe && outcome.columns.is_empty() {
+                // No row to read the columns from: ask for them (no execution).
+                match client.prepare(&statement.sql).await {
+                    Ok(p) => outcome.columns = columns_of(p.columns()),
+                    Err(e) => {
+                        return (
+                            Err(ExecError::Statement {
+                                index: 0,
+                                error: e.into(),
+                            }),
+                            reset,
+                        );
+                    }
+                }
+            }
+            (Ok(vec![outcome]), reset)
+        }
+        (Ok(_), Err(error)) => (Err(ExecError::Commit(error)), false),
+    }
+}
+
+fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {
+    columns
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_owned(),
+            type_name: value::type_name(c.type_()),
+        })
+        .collect()
+}
+
+/// Reads a result up to the limits, draining the rest so the connection stays in step.
+/// The columns come from the first row (a prepared statement knows them beforehand).
+async fn read_rows(
+    stream: tokio_postgres::RowStream,
+    limits: &Limits,
+    observer: &dyn Observer,
+) -> Result<Outcome, DbError> {
+    pin_mut!(stream);
+    let mut rows = Vec::new();
+    let mut columns = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = None;
+    while let Some(row) = stream.next().await {
+        let row = row?;
+        if columns.is_empty() {
+            columns = columns_of(row.columns());
+        }
+        if truncated.is_some() {
+            continue;
+        }
+        if rows.len() == limits.max_rows {
+            truncated = Some(Truncation::Rows(limits.max_rows));
+            continue;
+        }
+        let object = value::row_to_object(&row)?;
+        bytes += json_size(&object);
+        if bytes > limits.max_bytes && !rows.is_empty() {
+            truncated = Some(Truncation::Bytes(limits.max_bytes));
+            continue;
+        }
+        rows.push(object);
+    }
+    if let Some(why) = &truncated {
+        observer.event(Event::Truncated {
+            kept: rows.len(),
+            why: why.clone(),
+        });
+    }
+    Ok(Outcome {
+        columns,
+        rows,
+        rows_affected: stream.rows_affected(),
+        truncated,
+    })
 }
 
 /// Binds the JSON parameters (in text format, typed by the server's inference) to a
@@ -606,48 +730,10 @@ async fn execute(
         .zip(types)
         .map(|(v, ty)| TextParam::from_json(v, ty))
         .collect();
-    let columns = prepared
-        .columns()
-        .iter()
-        .map(|c| Column {
-            name: c.name().to_owned(),
-            type_name: value::type_name(c.type_()),
-        })
-        .collect();
     let stream = client.query_raw(prepared, params.iter()).await?;
-    pin_mut!(stream);
-    let mut rows = Vec::new();
-    let mut bytes = 0usize;
-    let mut truncated = None;
-    while let Some(row) = stream.next().await {
-        let row = row?;
-        if truncated.is_some() {
-            continue; // drain the rest so the connection stays in step
-        }
-        if rows.len() == limits.max_rows {
-            truncated = Some(Truncation::Rows(limits.max_rows));
-            continue;
-        }
-        let object = value::row_to_object(&row)?;
-        bytes += json_size(&object);
-        if bytes > limits.max_bytes && !rows.is_empty() {
-            truncated = Some(Truncation::Bytes(limits.max_bytes));
-            continue;
-        }
-        rows.push(object);
-    }
-    if let Some(why) = &truncated {
-        observer.event(Event::Truncated {
-            kept: rows.len(),
-            why: why.clone(),
-        });
-    }
-    Ok(Outcome {
-        columns,
-        rows,
-        rows_affected: stream.rows_affected(),
-        truncated,
-    })
+    let mut outcome = read_rows(stream, limits, observer).await?;
+    outcome.columns = columns_of(prepared.columns());
+    Ok(outcome)
 }
 
 /// The size of a row as JSON, without building the string.

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> ExitCode {
     let executor = match &config.database {
-        Some(db) => match pool::build(db) {
+        Some(db) => match pool::build(db, config.access) {
             Ok(pool) => {
                 tracing::info!(
                     endpoint = %db.endpoint, port = db.port, user = %db.user, region = %db.region,

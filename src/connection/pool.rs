@@ -17,6 +17,7 @@ use super::error::DbError;
 use super::tls;
 use super::token::{TokenError, TokenMinter};
 use crate::config::Database;
+use crate::policy::Access;
 
 /// Retire a connection this long after it was opened (DSQL closes it at 60 minutes).
 pub const MAX_LIFETIME: Duration = Duration::from_secs(55 * 60);
@@ -34,6 +35,38 @@ pub struct PgConnection {
     pub client: tokio_postgres::Client,
     /// Sequence number, for logs ("connection 3").
     pub serial: u64,
+    /// The session's default is READ ONLY (`SET SESSION CHARACTERISTICS AS TRANSACTION
+    /// READ ONLY`), re-applied by every reset: a second layer under `BEGIN READ ONLY`
+    /// that lets a read-only call pipeline BEGIN with its statement.
+    pub session_read_only: bool,
+}
+
+/// Makes every transaction of the session read-only unless it says otherwise.
+pub const SESSION_READ_ONLY: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY";
+
+impl PgConnection {
+    /// Scrubs session state between calls, keeping the session's read-only default.
+    pub fn reset_sql(&self) -> &'static str {
+        if self.session_read_only {
+            "RESET ALL; RESET ROLE; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+        } else {
+            "RESET ALL; RESET ROLE"
+        }
+    }
+
+    /// Ends a transaction (`COMMIT` or `ROLLBACK`) and scrubs the session, in one message.
+    pub fn end_sql(&self, commit: bool) -> &'static str {
+        match (commit, self.session_read_only) {
+            (true, true) => {
+                "COMMIT; RESET ALL; RESET ROLE; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+            }
+            (true, false) => "COMMIT; RESET ALL; RESET ROLE",
+            (false, true) => {
+                "ROLLBACK; RESET ALL; RESET ROLE; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+            }
+            (false, false) => "ROLLBACK; RESET ALL; RESET ROLE",
+        }
+    }
 }
 
 /// Creates and vets connections for deadpool.
@@ -42,6 +75,8 @@ pub struct Manager {
     tls: MakeRustlsConnect,
     minter: TokenMinter,
     opened: AtomicU64,
+    /// The server is read-only: give every session a read-only default.
+    read_only_sessions: bool,
 }
 
 /// Why a connection could not be opened.
@@ -54,7 +89,7 @@ pub enum ConnectError {
 }
 
 impl Manager {
-    pub fn new(db: &Database) -> Result<Manager, tls::TlsError> {
+    pub fn new(db: &Database, access: Access) -> Result<Manager, tls::TlsError> {
         let mut base = tokio_postgres::Config::new();
         base.host(&db.endpoint)
             .port(db.port)
@@ -71,6 +106,7 @@ impl Manager {
             tls,
             minter: TokenMinter::new(db),
             opened: AtomicU64::new(0),
+            read_only_sessions: access == Access::ReadOnly,
         })
     }
 
@@ -113,7 +149,28 @@ impl managed::Manager for Manager {
             }
         });
         tracing::debug!(connection = serial, action = ?self.minter.action(), "opened a connection with a fresh token");
-        Ok(PgConnection { client, serial })
+        let mut session_read_only = false;
+        if self.read_only_sessions {
+            match client.batch_execute(SESSION_READ_ONLY).await {
+                Ok(()) => session_read_only = true,
+                Err(e) => {
+                    let e = DbError::from(&e);
+                    if e.broken {
+                        return Err(ConnectError::Postgres(e));
+                    }
+                    // Still read-only through BEGIN READ ONLY; only the pipelining is lost.
+                    tracing::info!(
+                        connection = serial,
+                        "session read-only default not available: {e}"
+                    );
+                }
+            }
+        }
+        Ok(PgConnection {
+            client,
+            serial,
+            session_read_only,
+        })
     }
 
     async fn recycle(
@@ -142,8 +199,8 @@ pub type Pool = managed::Pool<Manager>;
 pub type Pooled = managed::Object<Manager>;
 
 /// Builds the pool; no connection is opened until the first tool call needs one.
-pub fn build(db: &Database) -> Result<Arc<Pool>, tls::TlsError> {
-    managed::Pool::builder(Manager::new(db)?)
+pub fn build(db: &Database, access: Access) -> Result<Arc<Pool>, tls::TlsError> {
+    managed::Pool::builder(Manager::new(db, access)?)
         .max_size(MAX_SIZE)
         .runtime(deadpool::Runtime::Tokio1)
         .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(5)))

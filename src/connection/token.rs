@@ -107,7 +107,8 @@ impl TokenMinter {
                 if let Some(profile) = &self.profile {
                     loader = loader.profile_name(profile);
                 }
-                loader.load().await
+                // The loader's future is large (several MiB in debug builds): keep it on the heap.
+                Box::pin(loader.load()).await
             })
             .await
     }
