@@ -29,13 +29,15 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -
         Placeholders::Numbered,
         Access::ReadOnly,
     )?;
-    let work = Work::new(
+    let mut work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
             sql: checked.sql,
             params: parameters,
         }],
     );
+    // `columns` is part of the result even when there are no rows.
+    work.describe = true;
     let outcome = executor.run(&work, ctl).await.map_err(|e| {
         if e.code() == Some("25006") {
             ToolError("query does not support write operations. Use execute".into())
@@ -134,9 +136,9 @@ pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<
 /// Finds the table as stored (exact name first, then PostgreSQL's lower-case folding).
 const RESOLVE_TABLE: &str = "SELECT n.nspname AS schema_name, c.relname AS table_name \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname IN ($1, lower($1)) AND c.relname IN ($2, lower($2)) \
+     WHERE n.nspname IN ($1::text, lower($1::text)) AND c.relname IN ($2::text, lower($2::text)) \
        AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-     ORDER BY (n.nspname = $1) DESC, (c.relname = $2) DESC LIMIT 1";
+     ORDER BY (n.nspname = $1::text) DESC, (c.relname = $2::text) DESC LIMIT 1";
 
 const DESCRIBE_COLUMNS: &str = "SELECT a.attname AS name, \
        pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, \
