@@ -2,6 +2,10 @@
 //! and a real MCP client, against a throw-away TLS PostgreSQL: shapes, errors, database
 //! state, and the read-only guarantee under reconnects and concurrency.
 
+// MCP logging is deprecated upstream (SEP-2577) but still negotiated by hosts; the tests
+// read its notifications.
+#![allow(deprecated)]
+
 mod common;
 
 use std::time::Duration;
@@ -195,7 +199,7 @@ async fn database_errors_carry_sqlstate_position_and_hint() {
         })
         .await
         .expect("error log notification");
-    assert_eq!(serde_json::to_value(&log.level).unwrap(), "error");
+    assert_eq!(serde_json::to_value(log.level).unwrap(), "error");
 
     let r = s
         .call("readonly_query", json!({"sql": "SELECT 1/0 AS x"}))
@@ -660,7 +664,6 @@ async fn no_open_transactions(pg: &PgCluster) {
 }
 
 #[tokio::test]
-#[allow(deprecated)] // MCP logging is deprecated upstream but still negotiated by hosts.
 async fn log_level_set_by_the_client_filters_notifications() {
     use rmcp::model::{LoggingLevel, SetLevelRequestParams};
     let s = McpSession::for_cluster(shared(), &[]).await;
