@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
 use super::{Output, ToolError, ToolResult, Toolbox};
-use crate::executor::{Control, Mode, Outcome, Statement, Work};
+use crate::executor::{Control, Executor, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 
 pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
@@ -189,6 +189,22 @@ pub async fn describe_table(
             "Incorrect invocation: describe_table invoked without a table name".into(),
         ));
     }
+    match describe(executor, &schema, &table, ctl).await? {
+        Some(description) => Ok(Output::Structured(description)),
+        None => Err(ToolError(format!(
+            "table \"{table}\" was not found in schema \"{schema}\" (list_tables shows the tables of a schema)"
+        ))),
+    }
+}
+
+/// A table's columns, indexes and constraints, or `None` when there is no such table.
+/// Shared by `describe_table` and the `dsql://tables/<schema>/<table>` resources.
+pub async fn describe(
+    executor: &Executor,
+    schema: &str,
+    table: &str,
+    ctl: &Control<'_>,
+) -> Result<Option<Value>, ToolError> {
     let statement = |sql: &str, params: Vec<Value>| Statement {
         sql: sql.to_owned(),
         params,
@@ -197,19 +213,14 @@ pub async fn describe_table(
         .run(
             &Work::new(
                 Mode::ReadOnly,
-                vec![statement(
-                    RESOLVE_TABLE,
-                    vec![schema.clone().into(), table.clone().into()],
-                )],
+                vec![statement(RESOLVE_TABLE, vec![schema.into(), table.into()])],
             ),
             ctl,
         )
         .await
         .map_err(|e| ToolError(e.to_string()))?;
     let Some(row) = found.rows.first() else {
-        return Err(ToolError(format!(
-            "table \"{table}\" was not found in schema \"{schema}\" (list_tables shows the tables of a schema)"
-        )));
+        return Ok(None);
     };
     let key = vec![row["schema_name"].clone(), row["table_name"].clone()];
     let mut work = Work::new(
@@ -228,7 +239,7 @@ pub async fn describe_table(
         .into_iter()
         .map(|o| Value::Array(o.rows.into_iter().map(Value::Object).collect()));
     let mut next = || parts.next().unwrap_or(Value::Array(Vec::new()));
-    Ok(Output::Structured(json!({
+    Ok(Some(json!({
         "schema": key[0],
         "table": key[1],
         "columns": next(),
