@@ -1,7 +1,10 @@
 //! The documentation tools, resources and prompts, end to end: the real binary driven over
 //! stdio by rmcp's client, against a small HTTP/1.1 knowledge server started inside each
 //! test on 127.0.0.1 (hand-rolled, so a test can sleep, break its JSON or refuse).
-//! No cluster is configured: these features must work without one.
+//! No cluster is configured for those: these features must work without one. The table
+//! resources need a database: that one test uses the shared harness's TLS PostgreSQL.
+
+mod common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -696,4 +699,107 @@ async fn prompts_are_listed_and_rendered() {
         .unwrap_err();
     assert!(err.to_string().contains("sql"), "{err}");
     client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn tables_are_resources_when_a_cluster_is_configured() {
+    let pg = common::shared();
+    let schema = common::unique_name("res");
+    let db = pg.superuser().await;
+    db.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; GRANT USAGE ON SCHEMA {schema} TO admin;
+         CREATE TABLE {schema}.orders (id uuid PRIMARY KEY, total numeric(10,2) NOT NULL DEFAULT 0);
+         CREATE INDEX orders_total ON {schema}.orders (total);
+         CREATE TABLE {schema}.\"Order Items\" (id uuid PRIMARY KEY, qty int);"
+    ))
+    .await
+    .unwrap();
+    let s = common::McpSession::for_cluster(pg, &["--knowledge-server", &closed_port_url().await])
+        .await;
+
+    let listed = s.peer().list_resources(None).await.unwrap().resources;
+    let uris: Vec<&str> = listed.iter().map(|r| r.uri.as_str()).collect();
+    for name in guide_names() {
+        assert!(
+            uris.contains(&format!("dsql://guides/{name}").as_str()),
+            "{name}"
+        );
+    }
+    let orders = format!("dsql://tables/{schema}/orders");
+    let items = format!("dsql://tables/{schema}/Order%20Items");
+    assert!(uris.contains(&orders.as_str()), "{uris:?}");
+    assert!(uris.contains(&items.as_str()), "{uris:?}");
+    assert!(
+        !uris
+            .iter()
+            .any(|u| u.contains("pg_catalog") || u.contains("information_schema"))
+    );
+    let r = listed.iter().find(|r| r.uri == orders).unwrap();
+    assert_eq!(r.mime_type.as_deref(), Some("application/json"));
+    assert_eq!(r.name, format!("{schema}.orders"));
+
+    // Reading one gives describe_table's JSON.
+    let read = s
+        .peer()
+        .read_resource(ReadResourceRequestParams::new(orders.clone()))
+        .await
+        .unwrap();
+    let contents = serde_json::to_value(&read.contents).unwrap();
+    assert_eq!(contents[0]["mimeType"], "application/json");
+    let resource: Value = serde_json::from_str(contents[0]["text"].as_str().unwrap()).unwrap();
+    let tool = s
+        .call(
+            "describe_table",
+            json!({"schema": schema, "table_name": "orders"}),
+        )
+        .await;
+    assert_eq!(Some(resource.clone()), tool.structured_content);
+    assert_eq!(resource["table"], "orders");
+    let columns: Vec<&str> = resource["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["id", "total"]);
+    assert!(
+        resource["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "orders_total")
+    );
+
+    let read = s
+        .peer()
+        .read_resource(ReadResourceRequestParams::new(items))
+        .await
+        .unwrap();
+    let text = serde_json::to_value(&read.contents).unwrap()[0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(text.contains("\"Order Items\""), "{text}");
+
+    let err = s
+        .peer()
+        .read_resource(ReadResourceRequestParams::new(format!(
+            "dsql://tables/{schema}/missing"
+        )))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("was not found"), "{err}");
+
+    let templates = s
+        .peer()
+        .list_resource_templates(None)
+        .await
+        .unwrap()
+        .resource_templates;
+    let templates: Vec<&str> = templates.iter().map(|t| t.uri_template.as_str()).collect();
+    assert_eq!(
+        templates,
+        ["dsql://guides/{name}", "dsql://tables/{schema}/{table}"]
+    );
+    s.close().await;
 }
