@@ -803,3 +803,39 @@ async fn tables_are_resources_when_a_cluster_is_configured() {
     );
     s.close().await;
 }
+
+#[tokio::test]
+async fn a_cluster_that_is_away_still_lists_the_guides() {
+    let nowhere = closed_port_url().await;
+    let port = nowhere.rsplit(':').next().unwrap().to_owned();
+    let args: Vec<String> = [
+        "--cluster_endpoint",
+        "localhost",
+        "--port",
+        &port,
+        "--database_user",
+        "admin",
+        "--region",
+        "us-east-1",
+        "--knowledge-server",
+        &nowhere,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let s = common::McpSession::start(&args, &[]).await;
+    let started = Instant::now();
+    let listed = s.peer().list_resources(None).await.unwrap().resources;
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let uris: Vec<String> = listed.iter().map(|r| r.uri.clone()).collect();
+    let expected: Vec<String> = guide_names()
+        .iter()
+        .map(|n| format!("dsql://guides/{n}"))
+        .collect();
+    assert_eq!(uris, expected);
+    s.close().await;
+}

@@ -19,6 +19,9 @@ pub const TABLE_URI_PREFIX: &str = "dsql://tables/";
 const MARKDOWN: &str = "text/markdown";
 const JSON: &str = "application/json";
 
+/// How long listing resources waits for the cluster's table list.
+const LIST_TABLES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// At most this many tables are listed as resources (templates still reach the rest).
 const MAX_LISTED_TABLES: i64 = 1000;
 
@@ -51,7 +54,7 @@ pub async fn list(executor: Option<&Executor>, ctl: &Control<'_>) -> Vec<Resourc
         })
         .collect();
     if let Some(executor) = executor {
-        match tables(executor, ctl).await {
+        match bounded_tables(executor, ctl).await {
             Ok(tables) => resources.extend(tables.into_iter().map(|(schema, table)| {
                 Resource::new(table_uri(&schema, &table), format!("{schema}.{table}"))
                     .with_title(format!("Table {schema}.{table}"))
@@ -127,6 +130,30 @@ pub async fn read(
         "unknown resource {uri} (this server serves {}<name> and {TABLE_URI_PREFIX}<schema>/<table>)",
         guides::URI_PREFIX
     )))
+}
+
+/// The table listing, given at most [`LIST_TABLES_WAIT`]: hosts list resources on their
+/// own schedule (often at start-up), and a cluster that is away must not hold them up. On
+/// timeout the unit is cancelled through the executor (never dropped mid-transaction).
+async fn bounded_tables(
+    executor: &Executor,
+    ctl: &Control<'_>,
+) -> Result<Vec<(String, String)>, String> {
+    let cancel = ctl.cancel.child_token();
+    let inner = Control {
+        cancel: cancel.clone(),
+        observer: ctl.observer,
+    };
+    let listing = tables(executor, &inner);
+    tokio::pin!(listing);
+    tokio::select! {
+        done = &mut listing => done,
+        _ = tokio::time::sleep(LIST_TABLES_WAIT) => {
+            cancel.cancel();
+            let _ = listing.await;
+            Err(format!("the cluster did not answer within {LIST_TABLES_WAIT:?}"))
+        }
+    }
 }
 
 async fn tables(executor: &Executor, ctl: &Control<'_>) -> Result<Vec<(String, String)>, String> {
