@@ -10,8 +10,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rmcp::model::{CallToolRequestParams, GetPromptRequestParams, ReadResourceRequestParams};
-use rmcp::service::RunningService;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, ClientRequest, GetPromptRequestParams,
+    ReadResourceRequestParams,
+};
+use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Map, Value, json};
@@ -33,6 +36,8 @@ struct Seen {
     path: String,
     content_type: Option<String>,
     body: Value,
+    /// The client closed the connection before the answer.
+    abandoned: bool,
 }
 
 /// How the test server answers every request.
@@ -116,11 +121,19 @@ async fn answer(mut stream: TcpStream, reply: Reply, log: Arc<Mutex<Vec<Seen>>>)
         path,
         content_type: header("content-type"),
         body,
+        abandoned: false,
     });
     let (status, body) = match reply {
         Reply::Body(status, body) => (status, body),
         Reply::Sleep(d) => {
-            tokio::time::sleep(d).await;
+            // Notice a client that gives up (closes the connection) while we sleep.
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = stream.read(&mut chunk) => {
+                    log.lock().unwrap().last_mut().unwrap().abandoned = true;
+                    return;
+                }
+            }
             (
                 200,
                 r#"{"jsonrpc":"2.0","id":1,"result":{"late":true}}"#.to_owned(),
@@ -435,6 +448,48 @@ async fn a_timeout_falls_back_to_the_bundled_guides() {
         a.text,
         format!("Error executing tool dsql_read_documentation: {UNAVAILABLE}")
     );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cancelled_call_abandons_its_request() {
+    let ks = KnowledgeServer::start(Reply::Sleep(Duration::from_secs(20))).await;
+    let client = spawn(&ks.url, &[]).await;
+    let Value::Object(args) = json!({"url": "https://docs.example/slow"}) else {
+        unreachable!()
+    };
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(
+        CallToolRequestParams::new("dsql_recommend").with_arguments(args),
+    ));
+    let handle = client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ks.seen().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ks.seen().len(),
+        1,
+        "the request reached the knowledge server"
+    );
+    handle.cancel(Some("test".into())).await.unwrap();
+    while !ks.seen()[0].abandoned && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ks.seen()[0].abandoned,
+        "the HTTP request was dropped on cancel"
+    );
+    // The session carries on.
+    let a = call(
+        &client,
+        "dsql_read_documentation",
+        json!({"url": format!("dsql://guides/{}", guide_names()[0]), "max_length": 10}),
+    )
+    .await;
+    assert!(!a.is_error, "{}", a.text);
     client.cancel().await.unwrap();
 }
 

@@ -49,6 +49,9 @@ pub enum KnowledgeError {
     /// The reply carried a JSON-RPC error object: its message, as the reference raises it.
     #[error("{0}")]
     Remote(String),
+    /// The MCP client cancelled the call before the reply came.
+    #[error("The call was cancelled by the client.")]
+    Cancelled,
     /// The reply could not be read as the reference reads it.
     #[error("The DSQL knowledge server sent a malformed reply: {0}")]
     Malformed(String),

@@ -23,7 +23,7 @@ async fn remote(
     let client = KnowledgeClient::new(&tb.config.knowledge_server, tb.config.knowledge_timeout);
     tokio::select! {
         answer = client.call(tool, arguments) => answer,
-        _ = ctl.cancel.cancelled() => Err(KnowledgeError::Unavailable("cancelled by the client".into())),
+        _ = ctl.cancel.cancelled() => Err(KnowledgeError::Cancelled),
     }
 }
 
