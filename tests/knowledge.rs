@@ -179,6 +179,8 @@ async fn spawn(knowledge: &str, extra: &[&str]) -> Client {
             "HTTP_PROXY",
             "HTTPS_PROXY",
             "ALL_PROXY",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
         ] {
             c.env_remove(var);
         }
@@ -893,4 +895,146 @@ async fn a_cluster_that_is_away_still_lists_the_guides() {
         .collect();
     assert_eq!(uris, expected);
     s.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTPS: the production path (rustls on aws-lc-rs, verifying), against a local TLS server
+// whose test CA is trusted through SSL_CERT_FILE (read with the OS roots).
+
+/// (CA PEM, server certificate PEM, server key PEM) for 127.0.0.1.
+fn test_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "knowledge test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    (ca_pem, cert.pem(), key.serialize_pem())
+}
+
+/// The ALPN protocol of each completed HTTPS request.
+type Negotiated = Arc<Mutex<Vec<Option<Vec<u8>>>>>;
+
+/// A one-thread HTTPS knowledge server answering every request with `body`; returns its
+/// URL and the ALPN protocol each connection negotiated.
+fn tls_knowledge_server(cert_pem: &str, key_pem: &str, body: &'static str) -> (String, Negotiated) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{Read, Write};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = Arc::new(config);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let alpn = Arc::new(Mutex::new(Vec::new()));
+    let seen = alpn.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let Ok(tcp) = tcp else { continue };
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then a body of Content-Length bytes (the payload is small).
+            let complete = |buf: &[u8]| {
+                let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    return false;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                buf.len() >= end + 4 + length
+            };
+            while !complete(&buf) {
+                match tls.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            if !complete(&buf) {
+                continue; // the handshake failed (an untrusting client)
+            }
+            seen.lock()
+                .unwrap()
+                .push(tls.conn.alpn_protocol().map(<[u8]>::to_vec));
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.write_all(response.as_bytes());
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    (url, alpn)
+}
+
+#[tokio::test]
+async fn https_is_verified_against_the_trusted_roots() {
+    let (ca, cert, key) = test_pki();
+    let (url, alpn) = tls_knowledge_server(
+        &cert,
+        &key,
+        r#"{"jsonrpc":"2.0","id":1,"result":{"over":"tls"}}"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+
+    // Trusted (the test CA is among the roots): the call goes through, over HTTP/1.1.
+    let trusting = tokio::process::Command::new(BIN).configure(|c| {
+        c.args(["--knowledge-server", &url]);
+        c.env("SSL_CERT_FILE", &ca_file).env("RUST_LOG", "error");
+        for var in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            c.env_remove(var);
+        }
+    });
+    let client = ().serve(TokioChildProcess::new(trusting).unwrap()).await.unwrap();
+    let a = call(&client, "dsql_recommend", json!({"url": "u"})).await;
+    assert!(!a.is_error, "{}", a.text);
+    assert_eq!(a.json, json!({"over": "tls"}));
+    assert_eq!(
+        alpn.lock().unwrap().as_slice(),
+        [Some(b"http/1.1".to_vec())]
+    );
+    client.cancel().await.unwrap();
+
+    // Not trusted: no answer is taken from that server; search falls back to the guides.
+    let client = spawn(&url, &[]).await;
+    let a = call(
+        &client,
+        "dsql_search_documentation",
+        json!({"search_phrase": "index"}),
+    )
+    .await;
+    assert!(!a.is_error, "{}", a.text);
+    assert_eq!(a.json["source"], "bundled_guides");
+    let a = call(&client, "dsql_recommend", json!({"url": "u"})).await;
+    assert_eq!(
+        a.text,
+        format!("Error executing tool dsql_recommend: {UNAVAILABLE}")
+    );
+    assert_eq!(alpn.lock().unwrap().len(), 1, "no request was completed");
+    client.cancel().await.unwrap();
 }
