@@ -14,6 +14,8 @@ use crate::policy;
 
 pub const ONBOARDING: &str = "onboarding";
 pub const MIGRATION_REVIEW: &str = "migration-review";
+/// The steering guide with the power's step-by-step onboarding, attached when bundled.
+const ONBOARDING_GUIDE: &str = "onboarding";
 
 /// Why a prompt cannot be produced (MCP's invalid-params).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,11 +56,22 @@ pub fn get(
     arguments: Option<&Map<String, Value>>,
 ) -> Result<GetPromptResult, PromptError> {
     match name {
-        ONBOARDING => Ok(GetPromptResult::new(vec![PromptMessage::new_text(
-            Role::User,
-            onboarding_text(),
-        )])
-        .with_description("Get started with Aurora DSQL")),
+        ONBOARDING => {
+            let mut messages = vec![PromptMessage::new_text(Role::User, onboarding_text())];
+            // The power's full onboarding guide travels with the prompt when it is bundled.
+            if let Some(guide) = guides::get(ONBOARDING_GUIDE) {
+                messages.push(PromptMessage::new_resource(
+                    Role::User,
+                    guide.uri(),
+                    Some("text/markdown".into()),
+                    Some(guide.text.to_owned()),
+                    None,
+                    None,
+                    None,
+                ));
+            }
+            Ok(GetPromptResult::new(messages).with_description("Get started with Aurora DSQL"))
+        }
         MIGRATION_REVIEW => {
             let sql = arguments
                 .and_then(|a| a.get("sql"))
@@ -90,9 +103,15 @@ fn guide_list() -> String {
 }
 
 fn onboarding_text() -> String {
+    let guide = if guides::get(ONBOARDING_GUIDE).is_some() {
+        "The power's onboarding guide is attached below: follow it, and use this summary to keep on track.\n"
+    } else {
+        ""
+    };
     format!(
         "Help me get started with Amazon Aurora DSQL through the aurora-dsql MCP server. Go step by step, \
 tell me what you are doing, and stop to ask me before anything that changes data or configuration.
+{guide}
 
 1. **Check the configuration.** Call `list_tables` (schema `public`). If it answers \"Database not \
 configured\", the server was started without a cluster: explain that the MCP configuration needs \
@@ -144,9 +163,10 @@ fn migration_review_text(sql: &str) -> String {
 refuses or discourages the construct, and say what to do instead.
 2. Check what the linter cannot decide alone: one DDL statement per transaction and never DDL mixed with \
 DML; `CREATE INDEX ASYNC` for every index (then wait with `CALL sys.wait_for_job`); at most 3,000 modified \
-rows per transaction (backfill in batches); no TRUNCATE, SERIAL, sequences-as-defaults, triggers, \
-temporary tables or extensions; column type changes and drops done by creating a new table, copying and \
-switching.
+rows per transaction (backfill in batches); `ADD COLUMN` without inline constraints or defaults (add the \
+column, then `SET DEFAULT`, then backfill); no SERIAL (UUID keys, or identity columns and sequences with an \
+explicit CACHE), TRUNCATE, triggers, temporary tables or extensions; a column type change, `SET NOT NULL` \
+or a new primary key done by creating a new table, copying in batches and switching over.
 3. Propose the complete fixed migration as one SQL block, split into the transactions it must run in, in \
 order. Start from `fixed_sql` when the linter gave one, but do not trust it blindly.
 4. Call `dsql_lint` on your proposed SQL and show that it reports no errors; if it does, fix them and \
@@ -193,6 +213,17 @@ mod tests {
         }
         for g in guides::all() {
             assert!(t.contains(&g.uri()));
+        }
+        let result = get(ONBOARDING, None).unwrap();
+        match guides::get(ONBOARDING_GUIDE) {
+            Some(guide) => {
+                assert_eq!(result.messages.len(), 2);
+                let v = serde_json::to_value(&result.messages[1]).unwrap();
+                assert_eq!(v["content"]["type"], "resource");
+                assert_eq!(v["content"]["resource"]["uri"], guide.uri());
+                assert_eq!(v["content"]["resource"]["text"], guide.text);
+            }
+            None => assert_eq!(result.messages.len(), 1),
         }
     }
 
