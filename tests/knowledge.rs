@@ -745,8 +745,8 @@ async fn prompts_are_listed_and_rendered() {
     let text = messages[0]["content"]["text"].as_str().unwrap();
     assert!(text.contains("CREATE INDEX idx ON t (a);"));
     assert!(
-        text.contains("\"diagnostics\""),
-        "the lint result is in the prompt"
+        text.contains("\"rule\": \"index_async\""),
+        "the lint result is in the prompt: {text}"
     );
     assert!(text.contains("dsql_lint"));
 
