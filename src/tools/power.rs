@@ -134,7 +134,6 @@ pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<
 }
 
 /// Finds the table as stored (exact name first, then PostgreSQL's lower-case folding).
-/// The casts give `$1`/`$2` one type (`name` vs `text` otherwise: SQLSTATE 42P08).
 const RESOLVE_TABLE: &str = "SELECT n.nspname AS schema_name, c.relname AS table_name \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      WHERE n.nspname IN ($1::text, lower($1::text)) AND c.relname IN ($2::text, lower($2::text)) \
