@@ -7,6 +7,12 @@
 //!   policy rules, applied to every statement that may write.
 //!
 //! Both run before a connection is taken: nothing they reject reaches the database.
+//!
+//! Supporting files: `placeholders` (psycopg `%s` translation), `scan` (the
+//! lexical pre-pass that decodes `U&` escapes), `names` (the function and
+//! setting lists), `lint` (the `dsql_lint` tool's JSON). Every entry point runs
+//! on a helper thread with a large stack (`on_big_stack`), so no input can
+//! overflow the caller's stack; a panic there is reported as a refusal.
 
 use std::fmt;
 

@@ -151,7 +151,7 @@ pub(crate) fn walk(sql: &str, sink: &mut impl Sink) -> Result<(), String> {
                 prev = Prev::Word;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                let end = sql[i..].find('\n').map_or(n, |p| i + p);
+                let end = sql[i..].find(['\n', '\r']).map_or(n, |p| i + p);
                 sink.opaque(&sql[i..end]);
                 i = end;
                 prev = Prev::Other;
@@ -551,6 +551,15 @@ SELECT 1"#,
         ] {
             assert!(normalize(s).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn line_comments_end_at_carriage_returns_too() {
+        // PostgreSQL ends a `--` comment at \n or \r.
+        assert_eq!(
+            normalize("SELECT 1 -- x\rU&\"pg_sl\\0065ep\"(1)").unwrap(),
+            "SELECT 1 -- x\r\"pg_sleep\"(1)"
+        );
     }
 
     #[test]
