@@ -793,3 +793,16 @@ fn line_comments_end_where_postgresql_ends_them() {
     ok("SELECT 1 -- x\u{c}, pg_sleep(1)", RO);
     ok("SELECT 1 -- x\u{b}, pg_sleep(1)", RO);
 }
+
+#[test]
+fn lexer_disagreements_fail_closed() {
+    // PostgreSQL ends the `||` operator before `--` and reads a comment;
+    // sqlparser reads on, and would hide the second statement in a string.
+    let sql = "SELECT \" pg_sleep\" ||-- ae'U&\"x\"''\nE'--pg_sleep(1)\\\\\\\\e\\'' FROM t ; DROP TABLE t";
+    match check(sql, None, PSY, RO) {
+        Err(PolicyError::Injection(why)) => assert!(why.contains("two lexers"), "{why}"),
+        Err(PolicyError::Bypass(_)) | Err(PolicyError::WriteNotAllowed(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    injection("SELECT 'a' ||-- x\n 'b'", RO, "two lexers");
+}

@@ -160,7 +160,7 @@ fn gap(rng: &mut fastrand::Rng) -> String {
             text(rng, &["x"]).replace("*/", "").replace("/*", "")
         ),
         2 => format!("-- {}\n", text(rng, &[]).replace('\n', "")),
-        3 => "\n\t".into(),
+        3 => ["\n\t", "\r", "-- x\r", "/* /* */ */"][rng.usize(..4)].into(),
         _ => " ".into(),
     }
 }
@@ -480,7 +480,12 @@ mod pg {
     #[test]
     fn guard_and_postgres_agree_on_random_sql() {
         let mut compared = 0;
-        for seed in 0..3000u64 {
+        // POLICY_FUZZ_SEEDS=100000 for a longer local run
+        let seeds = std::env::var("POLICY_FUZZ_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3000u64);
+        for seed in 0..seeds {
             let mut rng = fastrand::Rng::with_seed(seed);
             compared += differential(&structured_sql(&mut rng));
             let mut rng = fastrand::Rng::with_seed(seed + 1_000_000);
