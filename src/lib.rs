@@ -6,6 +6,7 @@
 pub mod config;
 pub mod connection;
 pub mod executor;
+pub mod knowledge;
 pub mod policy;
 pub mod server;
 pub mod tools;

@@ -65,6 +65,7 @@ pub(crate) fn check(
     // 3. Tokens: placeholders, nesting bound, leftovers of U& the pre-pass missed.
     let tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
     token_checks(&tokens)?;
+    lexers_agree(&text, &tokens)?;
     let highest = highest_placeholder(&tokens)?;
     if highest != expected {
         let msg = match style {
@@ -175,6 +176,19 @@ fn token_checks(tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
     if longest_run(tokens) > MAX_TOKEN_RUN {
         return Err(PolicyError::Injection(too_complex()));
     }
+    // PostgreSQL's dollar-quote tags are [A-Za-z_\x80-][A-Za-z_0-9\x80-]*;
+    // sqlparser accepts more (`$1$`), where PostgreSQL reads code.
+    for t in significant(tokens) {
+        if let Token::DollarQuotedString(d) = &t.token
+            && let Some(tag) = &d.tag
+            && !valid_dollar_tag(tag)
+        {
+            return Err(PolicyError::Injection(format!(
+                "SQL could not be parsed: invalid dollar-quote tag ${tag}$ at {}",
+                t.span.start
+            )));
+        }
+    }
     // `U&"…"` that the pre-pass did not decode would read as `U & "…"`.
     for w in tokens.windows(3) {
         if let (Token::Word(u), Token::Ampersand, Token::Word(q)) =
@@ -190,6 +204,110 @@ fn token_checks(tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
         }
     }
     Ok(())
+}
+
+/// Refuses the statement unless sqlparser's tokenizer and the PostgreSQL-rule
+/// lexer in `scan` find the same literals, quoted names and comments. Where
+/// they differ (sqlparser reads `||--` as an operator, PostgreSQL as the start
+/// of a comment), what sqlparser checked is not what PostgreSQL would run.
+fn lexers_agree(text: &str, tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
+    let disagree = |at: usize| {
+        PolicyError::Injection(format!(
+            "SQL could not be parsed unambiguously: quotes or comments near byte {at} read differently by the two lexers"
+        ))
+    };
+    let mine = super::scan::opaque_spans(text)
+        .map_err(|e| PolicyError::Injection(format!("SQL could not be scanned: {e}")))?;
+    // Byte offset of each token's start: a cursor that only moves forward.
+    let starts = token_byte_starts(text, tokens);
+    let mut theirs = Vec::new();
+    for (k, t) in tokens.iter().enumerate() {
+        let opaque = match &t.token {
+            Token::Whitespace(w) => matches!(
+                w,
+                sqlparser::tokenizer::Whitespace::SingleLineComment { .. }
+                    | sqlparser::tokenizer::Whitespace::MultiLineComment(_)
+            ),
+            Token::Word(w) => w.quote_style.is_some(),
+            Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_) => true,
+            _ => false,
+        };
+        if opaque {
+            let end = starts.get(k + 1).copied().unwrap_or(text.len());
+            theirs.push((starts[k], end));
+        }
+    }
+    let norm = |&(start, end): &(usize, usize)| {
+        let span = &text[start..end];
+        // a prefix (E'', N'', X'', B'', U&'') starts the literal one or two bytes early
+        let skip = if span.len() > 2 && span.as_bytes()[..2].eq_ignore_ascii_case(b"u&") {
+            2
+        } else if span.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+            1
+        } else {
+            0
+        };
+        // a line comment ends before its line break, whoever consumed it
+        let end = if span.starts_with("--") {
+            start + span.find(['\n', '\r']).unwrap_or(span.len())
+        } else {
+            end
+        };
+        (start + skip, end)
+    };
+    let mine: Vec<_> = mine.iter().map(norm).collect();
+    let theirs: Vec<_> = theirs.iter().map(norm).collect();
+    if mine != theirs {
+        let at = mine
+            .iter()
+            .zip(&theirs)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| a.0.min(b.0))
+            .or_else(|| {
+                mine.get(theirs.len())
+                    .or(theirs.get(mine.len()))
+                    .map(|s| s.0)
+            })
+            .unwrap_or(0);
+        return Err(disagree(at));
+    }
+    Ok(())
+}
+
+/// Byte offsets of the tokens' starts (sqlparser gives 1-based line and character column).
+fn token_byte_starts(text: &str, tokens: &[TokenWithSpan]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let (mut line, mut col, mut byte) = (1u64, 1u64, 0usize);
+    let mut chars = text.char_indices().peekable();
+    for t in tokens {
+        let target = (t.span.start.line, t.span.start.column);
+        while (line, col) < target {
+            match chars.next() {
+                Some((_, '\n')) => {
+                    line += 1;
+                    col = 1;
+                }
+                Some(_) => col += 1,
+                None => break,
+            }
+            byte = chars.peek().map_or(text.len(), |&(i, _)| i);
+        }
+        out.push(byte);
+    }
+    out
+}
+
+fn valid_dollar_tag(tag: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii();
+    tag.chars().next().is_some_and(|c| !c.is_ascii_digit()) && tag.chars().all(ok)
 }
 
 /// The highest `$n` placeholder in the statement (0 when there is none).
@@ -756,7 +874,7 @@ fn explain_option_analyze(options: Option<&[UtilityOption]>) -> bool {
             None => true,
             Some(Expr::Value(v)) => match &v.value {
                 Value::Boolean(b) => *b,
-                Value::Number(n, _) => n.to_string() != "0",
+                Value::Number(n, _) => n.as_str() != "0",
                 other => string_value(other).is_none_or(|s| !is_false_word(&s)),
             },
             Some(Expr::Identifier(id)) => !is_false_word(&id.value),
