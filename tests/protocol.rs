@@ -3,8 +3,9 @@
 //! answered; well-formed JSON of the wrong shape gets Invalid Request; an unknown method gets
 //! -32601; a known method with params of the wrong shape gets -32602; wrong argument types
 //! are tool errors naming the field; 10 MB SQL gets a size error (database tools and
-//! `dsql_lint`); a line over rmcp's 16 MiB limit is dropped. After each, the server keeps
-//! serving.
+//! `dsql_lint`); a line over rmcp's 16 MiB limit is dropped; a `notifications/cancelled`
+//! written by hand stops the statement and the cancelled request gets no response. After
+//! each, the server keeps serving.
 
 mod common;
 
@@ -248,4 +249,66 @@ fn a_line_over_rmcps_limit_is_dropped_without_an_answer_and_the_server_keeps_ser
         p.stderr()
     );
     assert!(p.read_line_timeout(Duration::from_millis(200)).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_gets_no_response_and_its_statement_stops() {
+    let pg = start();
+    let db = pg.superuser().await;
+    let mut p = raw_process(&cluster_args(&pg, &[]), &[]);
+    p.handshake();
+    let slow = "SELECT count(*) AS n, 'raw_cancel' AS tag FROM generate_series(1, 100000) a CROSS JOIN generate_series(1, 100000) b";
+    p.send_json(&call(70, "readonly_query", json!({ "sql": slow })));
+    let running = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'aurora-dsql-mcp-server' AND state = 'active' AND query LIKE '%raw_cancel%'";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while db.query_one(running, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statement never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.send_json(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 70, "reason": "user abort"}}),
+    );
+    // A cancellation for a request that does not exist is ignored.
+    p.send_json(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 999}}),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while db.query_one(running, &[]).await.unwrap().get::<_, i64>(0) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the statement still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // MCP: the receiver of a cancellation does not answer the cancelled request. Only log
+    // notifications may come before the ping's answer.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    p.send_json(&json!({"jsonrpc": "2.0", "id": 71, "method": "ping"}));
+    loop {
+        let line = p.read_json_line();
+        assert_ne!(
+            line["id"], 70,
+            "a response to the cancelled request: {line}"
+        );
+        if line["id"] == 71 {
+            assert_eq!(line, json!({"jsonrpc": "2.0", "id": 71, "result": {}}));
+            break;
+        }
+        assert_eq!(line["method"], "notifications/message", "{line}");
+    }
+    p.send_json(&call(
+        72,
+        "readonly_query",
+        json!({"sql": "SELECT 1 AS one"}),
+    ));
+    let r = p.read_response(&json!(72));
+    assert_eq!(
+        r["result"]["structuredContent"],
+        json!({"result": [{"one": 1}]})
+    );
 }
