@@ -468,9 +468,12 @@ async fn finish_attempt(
     result
 }
 
-/// Takes a connection out of the pool for good; dropping it closes it.
+/// Takes a connection out of the pool for good and closes its socket (aborting the task
+/// that drives it: with a statement still running, dropping the client would not close it).
 fn discard(conn: Pooled) {
-    drop(deadpool::managed::Object::take(conn));
+    let conn = deadpool::managed::Object::take(conn);
+    conn.task.abort();
+    drop(conn);
 }
 
 /// Scrubs session state so the next call starts clean; a connection that cannot be

@@ -1174,3 +1174,95 @@ async fn a_huge_result_is_read_in_bounded_memory() {
     println!("huge result: server RSS before {before} kB, after {after} kB");
     assert!(after < 150 * 1024, "RSS {after} kB after a 200 MB result");
 }
+
+/// Established TCP connections that process `pid` holds to local port `port` (from /proc).
+fn sockets_to(pid: u32, port: u16) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy().into_owned();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let mut n = 0;
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let remote = f[2].rsplit(':').next().unwrap();
+            if f[3] == "01"
+                && u16::from_str_radix(remote, 16).unwrap() == port
+                && inodes.contains(f[9])
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_ignores_the_cancel_has_its_connection_really_closed() {
+    let pg = start();
+    let db = pg.superuser().await;
+    // Swallows every cancel: only closing the connection (or terminating it) ends it. Two
+    // levels, because a cancel taken between two inner blocks escapes the inner handler.
+    db.batch_execute(
+        "CREATE FUNCTION stubborn() RETURNS int LANGUAGE plpgsql AS $$
+         BEGIN
+           LOOP
+             BEGIN
+               LOOP
+                 BEGIN
+                   PERFORM count(*) FROM generate_series(1, 100000);
+                 EXCEPTION WHEN query_canceled THEN NULL;
+                 END;
+               END LOOP;
+             EXCEPTION WHEN query_canceled THEN NULL;
+             END;
+           END LOOP;
+         END $$;",
+    )
+    .await
+    .unwrap();
+    let s = McpSession::for_cluster(&pg, &["--query-timeout", "1"]).await;
+    let pid = s.pid().unwrap();
+    let r = s
+        .call("readonly_query", json!({"sql": "SELECT stubborn() AS n"}))
+        .await;
+    assert_eq!(
+        err_text(&r),
+        "Error executing tool readonly_query: The call timed out after 1s (--query-timeout) and its statement was cancelled; nothing was committed. Narrow the query (WHERE, LIMIT) or raise --query-timeout."
+    );
+    assert!(
+        s.stderr()
+            .contains("statement did not stop after cancel; dropping the connection"),
+        "{}",
+        s.stderr()
+    );
+    // Dropped means closed: the server holds no socket to the cluster any more (the pool
+    // would otherwise open more connections than it counts).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sockets_to(pid, pg.port()) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped connection's socket is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = s
+        .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
+        .await;
+    assert_eq!(rows(&r), json!([{"one": 1}]));
+    // PostgreSQL itself only notices the closed socket when it next writes; end it here.
+    db.batch_execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%stubborn()%' AND pid <> pg_backend_pid()",
+    )
+    .await
+    .unwrap();
+}

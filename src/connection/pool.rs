@@ -39,6 +39,9 @@ pub struct PgConnection {
     /// READ ONLY`), re-applied by every reset: a second layer under `BEGIN READ ONLY`
     /// that lets a read-only call pipeline BEGIN with its statement.
     pub session_read_only: bool,
+    /// The task driving the socket. Dropping the client alone leaves the socket open while a
+    /// statement is still running, so a connection discarded mid-statement aborts this.
+    pub task: tokio::task::AbortHandle,
 }
 
 /// Makes every transaction of the session read-only unless it says otherwise.
@@ -139,7 +142,7 @@ impl managed::Manager for Manager {
             .map_err(|e| ConnectError::Postgres(DbError::from(&e)))?;
         drop(config); // the token lives no longer than the handshake needs it
         let serial = self.opened.fetch_add(1, Ordering::Relaxed) + 1;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(
                     connection = serial,
@@ -170,6 +173,7 @@ impl managed::Manager for Manager {
             client,
             serial,
             session_read_only,
+            task: task.abort_handle(),
         })
     }
 
