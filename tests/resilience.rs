@@ -495,6 +495,7 @@ async fn a_refused_login_is_reported_with_the_server_message_and_not_retried() {
         .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
         .await;
     assert_eq!(rows(&r), json!([{"one": 1}]));
+    settled(&pg).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1069,6 +1070,7 @@ async fn a_cluster_that_stays_asleep_fails_after_the_bounded_retries() {
     );
     assert_eq!(wait_logs(&s, "warning", RETRY, 2).await.len(), 2);
     assert_eq!(front.accepted(), 3, "the first attempt and two retries");
+    settled(&pg).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1090,6 +1092,7 @@ async fn an_expired_token_is_reported_with_the_clusters_hint_and_not_retried() {
         assert_eq!(front.accepted(), attempt, "one connection attempt per call");
     }
     assert!(logs_with(&s, "warning", "").is_empty(), "{:?}", s.logs());
+    settled(&pg).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
