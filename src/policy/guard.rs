@@ -756,7 +756,7 @@ fn explain_option_analyze(options: Option<&[UtilityOption]>) -> bool {
             None => true,
             Some(Expr::Value(v)) => match &v.value {
                 Value::Boolean(b) => *b,
-                Value::Number(n, _) => n.to_string() != "0",
+                Value::Number(n, _) => n.as_str() != "0",
                 other => string_value(other).is_none_or(|s| !is_false_word(&s)),
             },
             Some(Expr::Identifier(id)) => !is_false_word(&id.value),

@@ -11,8 +11,10 @@
 use std::fmt;
 
 mod guard;
+mod lint;
 mod names;
 mod placeholders;
+mod rules;
 mod scan;
 
 /// How a tool writes placeholders in its SQL.
@@ -155,14 +157,42 @@ impl fmt::Display for RuleViolation {
 impl std::error::Error for RuleViolation {}
 
 /// Checks the statements of one transaction against DSQL's rules: each
-/// statement, and the per-transaction rules over the whole list. (stub)
+/// statement, and the per-transaction rules over the whole list. Pass the
+/// guard's `Checked::sql` for each statement (placeholders already `$n`).
 pub fn check_rules(statements: &[&str], rules: RuleSet) -> Result<(), RuleViolation> {
-    let _ = (statements, rules);
-    Ok(())
+    let found = on_big_stack(|| rules::problems(statements, rules)).unwrap_or_else(|| {
+        vec![rules::Problem {
+            statement: 0,
+            rule: "parse_error".into(),
+            line: 1,
+            message: "SQL could not be checked (internal error in the checker).".into(),
+            suggestion: "Simplify the statement and try again.".into(),
+        }]
+    });
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(rules::violation(&found, statements.len()))
+    }
 }
 
-/// The `dsql_lint` tool's result, in the reference's JSON shape. (stub)
+/// The `dsql_lint` tool's result, in the reference's JSON shape:
+/// `{"diagnostics": [{rule, line, message, suggestion, fix_result, statement_preview}],
+/// "fixed_sql": null unless fix, "summary": {errors, warnings, fixed}}`.
+/// (The 1,000,000-character limit is the tool layer's.)
 pub fn lint(sql: &str, fix: bool) -> serde_json::Value {
-    let _ = (sql, fix);
-    serde_json::json!({"diagnostics": [], "fixed_sql": null, "summary": {"errors": 0, "warnings": 0, "fixed": 0}})
+    on_big_stack(|| lint::lint(sql, fix)).unwrap_or_else(|| {
+        serde_json::json!({
+            "diagnostics": [{
+                "rule": "parse_error",
+                "line": 1,
+                "message": "SQL could not be linted (internal error in the linter).",
+                "suggestion": "Simplify the statement and try again.",
+                "fix_result": {"status": "unfixable"},
+                "statement_preview": lint::preview(sql),
+            }],
+            "fixed_sql": null,
+            "summary": {"errors": 1, "warnings": 0, "fixed": 0},
+        })
+    })
 }

@@ -15,11 +15,123 @@
 /// Whitespace runs at least this long are shortened (keeping their line breaks).
 const COLLAPSE_RUN: usize = 64;
 
+/// Receives the pieces of SQL text the lexer walks over.
+trait Sink {
+    /// Text outside code: string literals, quoted names, comments, dollar quotes.
+    fn opaque(&mut self, text: &str);
+    /// Code: one character, or a parameter like `$1`.
+    fn code(&mut self, text: &str);
+    /// A run of ASCII whitespace between tokens.
+    fn space(&mut self, run: &str);
+    /// A `U&'…'` / `U&"…"` literal (with its `UESCAPE` clause), decoded.
+    fn unicode(&mut self, original: &str, decoded: &str, quote: u8);
+}
+
 /// Rewrites `sql` as described in the module docs.
 pub(crate) fn normalize(sql: &str) -> Result<String, String> {
+    struct Normal(String);
+    impl Sink for Normal {
+        fn opaque(&mut self, text: &str) {
+            self.0.push_str(text);
+        }
+        fn code(&mut self, text: &str) {
+            self.0.push_str(text);
+        }
+        fn space(&mut self, run: &str) {
+            if run.len() < COLLAPSE_RUN {
+                self.0.push_str(run);
+            } else {
+                let newlines = run.bytes().filter(|&x| x == b'\n').count();
+                if newlines == 0 {
+                    self.0.push(' ');
+                } else {
+                    self.0.extend(std::iter::repeat_n('\n', newlines));
+                }
+            }
+        }
+        fn unicode(&mut self, _original: &str, decoded: &str, quote: u8) {
+            let q = quote as char;
+            self.0.push(q);
+            self.0.push_str(&decoded.replace(q, &format!("{q}{q}")));
+            self.0.push(q);
+        }
+    }
+    let mut sink = Normal(String::with_capacity(sql.len()));
+    walk(sql, &mut sink)?;
+    Ok(sink.0)
+}
+
+/// Breaks lines longer than `max` bytes at token boundaries in code (a space
+/// becomes a line break, or a break follows `,` `(` `)` `;`), never inside a
+/// literal, a name or a comment. Returns the new text and, for each of its
+/// lines, the 1-based line of `sql` it came from.
+///
+/// dsql-lint converts every token's column to a byte offset by walking from
+/// the start of its line, which is quadratic on one long line (a 3,000-row
+/// INSERT written on one line takes tens of seconds); short lines keep it linear.
+pub(crate) fn reflow(sql: &str, max: usize) -> Result<(String, Vec<usize>), String> {
+    struct Reflow {
+        out: String,
+        lines: Vec<usize>,
+        orig_line: usize,
+        col: usize,
+        max: usize,
+    }
+    impl Reflow {
+        fn push(&mut self, text: &str) {
+            for (k, part) in text.split('\n').enumerate() {
+                if k > 0 {
+                    self.out.push('\n');
+                    self.orig_line += 1;
+                    self.lines.push(self.orig_line);
+                    self.col = 0;
+                }
+                self.out.push_str(part);
+                self.col += part.len();
+            }
+        }
+        fn brk(&mut self) {
+            self.out.push('\n');
+            self.lines.push(self.orig_line);
+            self.col = 0;
+        }
+    }
+    impl Sink for Reflow {
+        fn opaque(&mut self, text: &str) {
+            self.push(text);
+        }
+        fn code(&mut self, text: &str) {
+            self.push(text);
+            if self.col > self.max && matches!(text, "," | "(" | ")" | ";") {
+                self.brk();
+            }
+        }
+        fn space(&mut self, run: &str) {
+            if self.col > self.max && !run.contains('\n') {
+                self.brk();
+            } else {
+                self.push(run);
+            }
+        }
+        fn unicode(&mut self, original: &str, _decoded: &str, _quote: u8) {
+            self.push(original);
+        }
+    }
+    let mut sink = Reflow {
+        out: String::with_capacity(sql.len() + sql.len() / max.max(1) + 1),
+        lines: vec![1],
+        orig_line: 1,
+        col: 0,
+        max,
+    };
+    walk(sql, &mut sink)?;
+    Ok((sink.out, sink.lines))
+}
+
+/// The lexer: one linear pass that tells code from literals, names and comments.
+fn walk(sql: &str, sink: &mut impl Sink) -> Result<(), String> {
     let b = sql.as_bytes();
     let n = b.len();
-    let mut out = String::with_capacity(n);
     let mut i = 0;
     // What the previous significant character was, for "start of a token" decisions.
     let mut prev = Prev::Other;
@@ -28,25 +140,25 @@ pub(crate) fn normalize(sql: &str) -> Result<String, String> {
         match c {
             b'\'' => {
                 let end = skip_standard_string(b, i + 1);
-                out.push_str(&sql[i..end]);
+                sink.opaque(&sql[i..end]);
                 i = end;
                 prev = Prev::Other;
             }
             b'"' => {
                 let end = skip_quoted_ident(b, i + 1);
-                out.push_str(&sql[i..end]);
+                sink.opaque(&sql[i..end]);
                 i = end;
                 prev = Prev::Word;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
                 let end = sql[i..].find('\n').map_or(n, |p| i + p);
-                out.push_str(&sql[i..end]);
+                sink.opaque(&sql[i..end]);
                 i = end;
                 prev = Prev::Other;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
                 let end = skip_block_comment(b, i + 2);
-                out.push_str(&sql[i..end]);
+                sink.opaque(&sql[i..end]);
                 i = end;
                 prev = Prev::Other;
             }
@@ -57,25 +169,25 @@ pub(crate) fn normalize(sql: &str) -> Result<String, String> {
                     while j < n && b[j].is_ascii_digit() {
                         j += 1;
                     }
-                    out.push_str(&sql[i..j]);
+                    sink.code(&sql[i..j]);
                     i = j;
                     prev = Prev::Number;
                 } else if let Some(tag_end) = dollar_tag_end(b, i) {
                     let tag = &sql[i..=tag_end];
                     let body = tag_end + 1;
                     let end = sql[body..].find(tag).map_or(n, |p| body + p + tag.len());
-                    out.push_str(&sql[i..end]);
+                    sink.opaque(&sql[i..end]);
                     i = end;
                     prev = Prev::Other;
                 } else {
-                    out.push('$');
+                    sink.code("$");
                     i += 1;
                     prev = Prev::Other;
                 }
             }
             b'e' | b'E' if prev != Prev::Word && b.get(i + 1) == Some(&b'\'') => {
                 let end = skip_escape_string(b, i + 2);
-                out.push_str(&sql[i..end]);
+                sink.opaque(&sql[i..end]);
                 i = end;
                 prev = Prev::Other;
             }
@@ -89,20 +201,15 @@ pub(crate) fn normalize(sql: &str) -> Result<String, String> {
                 let (escape, end) = read_uescape(sql, after)?;
                 let decoded =
                     decode_unicode_escapes(&raw, escape).map_err(|e| format!("{e} at byte {i}"))?;
-                if quote == b'"' {
-                    if decoded.is_empty() {
-                        return Err(format!("zero-length delimited identifier at byte {i}"));
-                    }
-                    out.push('"');
-                    out.push_str(&decoded.replace('"', "\"\""));
-                    out.push('"');
-                    prev = Prev::Word;
-                } else {
-                    out.push('\'');
-                    out.push_str(&decoded.replace('\'', "''"));
-                    out.push('\'');
-                    prev = Prev::Other;
+                if quote == b'"' && decoded.is_empty() {
+                    return Err(format!("zero-length delimited identifier at byte {i}"));
                 }
+                sink.unicode(&sql[i..end], &decoded, quote);
+                prev = if quote == b'"' {
+                    Prev::Word
+                } else {
+                    Prev::Other
+                };
                 i = end;
             }
             b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => {
@@ -110,46 +217,36 @@ pub(crate) fn normalize(sql: &str) -> Result<String, String> {
                 while j < n && matches!(b[j], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
                     j += 1;
                 }
-                if j - i >= COLLAPSE_RUN {
-                    let newlines = b[i..j].iter().filter(|&&x| x == b'\n').count();
-                    if newlines == 0 {
-                        out.push(' ');
-                    } else {
-                        out.extend(std::iter::repeat_n('\n', newlines));
-                    }
-                } else {
-                    out.push_str(&sql[i..j]);
-                }
+                sink.space(&sql[i..j]);
                 i = j;
                 prev = Prev::Other;
             }
             b'0'..=b'9' => {
-                out.push(c as char);
+                sink.code(&sql[i..i + 1]);
                 i += 1;
                 if prev != Prev::Word {
                     prev = Prev::Number;
                 }
             }
             _ if c.is_ascii_alphabetic() || c == b'_' => {
+                sink.code(&sql[i..i + 1]);
                 // An exponent marker continues a number; any other letter after
                 // a number starts a new word (PostgreSQL 15 lexes `1e'x'` as `1`, `e'x'`).
-                if prev == Prev::Number && (c == b'e' || c == b'E') && exponent_follows(b, i + 1) {
-                    out.push(c as char);
-                    i += 1;
-                    continue;
+                let exponent =
+                    prev == Prev::Number && (c == b'e' || c == b'E') && exponent_follows(b, i + 1);
+                if !exponent {
+                    prev = Prev::Word;
                 }
-                out.push(c as char);
                 i += 1;
-                prev = Prev::Word;
             }
             _ if c < 0x80 => {
-                out.push(c as char);
+                sink.code(&sql[i..i + 1]);
                 i += 1;
-                prev = if (c == b'.' && prev == Prev::Number) || (c == b'$' && prev == Prev::Word) {
-                    prev
-                } else {
-                    Prev::Other
-                };
+                let keeps =
+                    (c == b'.' && prev == Prev::Number) || (c == b'$' && prev == Prev::Word);
+                if !keeps {
+                    prev = Prev::Other;
+                }
             }
             _ => {
                 let ch = sql[i..].chars().next().unwrap_or('\u{fffd}');
@@ -160,13 +257,13 @@ pub(crate) fn normalize(sql: &str) -> Result<String, String> {
                     ));
                 }
                 // PostgreSQL reads every non-ASCII character as part of an identifier.
-                out.push(ch);
+                sink.code(&sql[i..i + ch.len_utf8()]);
                 i += ch.len_utf8();
                 prev = Prev::Word;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -465,6 +562,20 @@ SELECT 1"#,
             normalize("SELECT 1e5, 1.5E+3").unwrap(),
             "SELECT 1e5, 1.5E+3"
         );
+    }
+
+    #[test]
+    fn reflow_breaks_long_lines_only_in_code() {
+        let sql = "SELECT 'a b c d e f', \"x y z\", 1, 2 -- c d e f\nFROM t";
+        let (text, lines) = reflow(sql, 3).unwrap();
+        assert_eq!(
+            text,
+            "SELECT\n'a b c d e f',\n \"x y z\",\n 1, 2\n-- c d e f\nFROM\nt"
+        );
+        assert_eq!(lines, vec![1, 1, 1, 1, 1, 2, 2]);
+        let (same, lines) = reflow("SELECT 1\nFROM t", 1000).unwrap();
+        assert_eq!(same, "SELECT 1\nFROM t");
+        assert_eq!(lines, vec![1, 2]);
     }
 
     #[test]

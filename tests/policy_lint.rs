@@ -1,0 +1,148 @@
+//! The `dsql_lint` tool's JSON (`policy::lint`), in the reference's shape.
+//! Pure: no database.
+
+use std::time::Instant;
+
+use aurora_dsql_mcp_server::policy::lint;
+use serde_json::{Value, json};
+
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
+#[test]
+fn empty_input_short_circuits() {
+    let empty = json!({"diagnostics": [], "fixed_sql": null, "summary": {"errors": 0, "warnings": 0, "fixed": 0}});
+    for sql in ["", "   ", "\n\t "] {
+        assert_eq!(lint(sql, false), empty);
+        assert_eq!(lint(sql, true), empty);
+    }
+}
+
+#[test]
+fn lint_shape_and_counts() {
+    let v = lint("CREATE INDEX i ON t (a ASC);\nTRUNCATE t;", false);
+    assert_eq!(keys(&v), ["diagnostics", "fixed_sql", "summary"]);
+    assert_eq!(v["fixed_sql"], Value::Null);
+    let d = v["diagnostics"].as_array().unwrap();
+    assert_eq!(d.len(), 3);
+    for x in d {
+        assert_eq!(
+            keys(x),
+            [
+                "rule",
+                "line",
+                "message",
+                "suggestion",
+                "fix_result",
+                "statement_preview"
+            ]
+        );
+    }
+    assert_eq!(d[0]["rule"], "index_async");
+    assert_eq!(d[0]["line"], 1);
+    assert_eq!(d[0]["fix_result"]["status"], "fixed_with_warning");
+    assert!(
+        d[0]["fix_result"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ASYNC")
+    );
+    // the crate (and so the CLI) keeps the statement's semicolon in the preview
+    assert_eq!(d[0]["statement_preview"], "CREATE INDEX i ON t (a ASC);");
+    assert_eq!(d[1]["rule"], "index_sort_direction");
+    assert_eq!(
+        d[1]["fix_result"],
+        json!({"status": "fixed", "detail": "Removed explicit ASC index-key direction"})
+    );
+    assert_eq!(d[2]["rule"], "truncate");
+    assert_eq!(d[2]["line"], 2);
+    assert_eq!(d[2]["fix_result"], json!({"status": "unfixable"}));
+    assert_eq!(d[2]["message"], "TRUNCATE is not supported in DSQL.");
+    // lint mode counts as the CLI does: unfixable = error, fixed-with-warning = warning
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 1, "warnings": 1, "fixed": 0})
+    );
+}
+
+#[test]
+fn fix_mode_returns_fixed_sql() {
+    let v = lint("CREATE INDEX i ON t (a ASC);\nTRUNCATE t;", true);
+    let fixed = v["fixed_sql"].as_str().unwrap();
+    assert!(fixed.contains("CREATE INDEX ASYNC i ON t(a)"), "{fixed}");
+    assert!(fixed.contains("TRUNCATE t"), "{fixed}");
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 1, "warnings": 1, "fixed": 1})
+    );
+    let v = lint("SELECT 1", true);
+    assert_eq!(v["diagnostics"], json!([]));
+    assert!(v["fixed_sql"].as_str().unwrap().contains("SELECT 1"));
+}
+
+#[test]
+fn clean_sql_has_no_diagnostics() {
+    let v = lint(
+        "CREATE TABLE t (id uuid PRIMARY KEY, body text);\nCREATE INDEX ASYNC i ON t (body);",
+        false,
+    );
+    assert_eq!(
+        v,
+        json!({"diagnostics": [], "fixed_sql": null, "summary": {"errors": 0, "warnings": 0, "fixed": 0}})
+    );
+}
+
+#[test]
+fn parse_errors_are_diagnostics() {
+    let v = lint("CREATE TABLE (", false);
+    assert_eq!(v["diagnostics"][0]["rule"], "parse_error");
+    assert_eq!(v["summary"]["errors"], 1);
+}
+
+#[test]
+fn preview_is_collapsed_and_cut() {
+    let cols: Vec<String> = (0..40).map(|i| format!("c{i} int")).collect();
+    let v = lint(
+        &format!("CREATE TEMP TABLE t (\n  {}\n)", cols.join(",\n  ")),
+        false,
+    );
+    let p = v["diagnostics"][0]["statement_preview"].as_str().unwrap();
+    assert!(
+        p.starts_with("CREATE TEMP TABLE t ( c0 int, c1 int,"),
+        "{p}"
+    );
+    assert!(p.ends_with('…'), "{p}");
+    assert_eq!(p.chars().count(), 81);
+}
+
+#[test]
+fn long_lines_are_fast_and_keep_line_numbers() {
+    let rows: Vec<String> = (0..3000).map(|i| format!("({i}, 'row {i}')")).collect();
+    let sql = format!(
+        "INSERT INTO t (id, name) VALUES {};\nCREATE TABLE u (id int, tags text[]);",
+        rows.join(", ")
+    );
+    let t = Instant::now();
+    let v = lint(&sql, false);
+    println!("3,000-row single-line INSERT linted in {:?}", t.elapsed());
+    assert_eq!(v["diagnostics"][0]["rule"], "array_type");
+    assert_eq!(v["diagnostics"][0]["line"], 2);
+    let t = Instant::now();
+    let v = lint(&sql, true);
+    println!("... and fixed in {:?}", t.elapsed());
+    assert_eq!(v["summary"]["errors"], 1);
+}
+
+#[test]
+fn too_complex_input_is_a_diagnostic_not_a_crash() {
+    let v = lint(&format!("SELECT {}1", "1+".repeat(50_000)), false);
+    assert_eq!(v["diagnostics"][0]["rule"], "parse_error");
+    assert!(
+        v["diagnostics"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex")
+    );
+    assert_eq!(v["summary"]["errors"], 1);
+}
