@@ -58,7 +58,8 @@ pub struct Args {
         global = true,
         long = "knowledge-timeout",
         value_name = "SECONDS",
-        default_value_t = 30.0
+        default_value_t = 30.0,
+        allow_negative_numbers = true
     )]
     pub knowledge_timeout: f64,
 
@@ -92,7 +93,8 @@ pub struct Args {
         global = true,
         long = "query-timeout",
         value_name = "SECONDS",
-        default_value_t = 50.0
+        default_value_t = 50.0,
+        allow_negative_numbers = true
     )]
     pub query_timeout: f64,
 

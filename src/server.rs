@@ -18,11 +18,16 @@ use rmcp::model::{
     InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
+use rmcp::model::{
+    GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ReadResourceRequestParams, ReadResourceResponse,
+};
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
 use crate::executor::{Control, Event, Observer};
+use crate::knowledge::{prompts, resources};
 use crate::tools::{Output, ToolError, Toolbox, truncation_note};
 
 /// What the server tells an agent about itself at `initialize`.
@@ -158,6 +163,8 @@ impl ServerHandler for DsqlServer {
         let capabilities = ServerCapabilities::builder()
             .enable_logging()
             .enable_tools()
+            .enable_resources()
+            .enable_prompts()
             .build();
         InitializeResult::new(capabilities)
             .with_server_info(Implementation::new(
@@ -217,6 +224,67 @@ impl ServerHandler for DsqlServer {
             }
         };
         Ok(result.into())
+    }
+
+    // Resources and prompts (issue 7): guides, table descriptions, onboarding, migration review.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let executor = self.toolbox.executor.as_deref();
+        let mut ctl = Control::none();
+        ctl.cancel = context.ct.clone();
+        Ok(ListResourcesResult::with_all_items(
+            resources::list(executor, &ctl).await,
+        ))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        let cluster = self.toolbox.executor.is_some();
+        Ok(ListResourceTemplatesResult::with_all_items(
+            resources::templates(cluster),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let executor = self.toolbox.executor.as_deref();
+        let mut ctl = Control::none();
+        ctl.cancel = context.ct.clone();
+        match resources::read(executor, &request.uri, &ctl).await {
+            Ok(result) => Ok(result.into()),
+            Err(resources::ResourceError::NotFound(m)) => Err(McpError::resource_not_found(
+                m,
+                Some(json!({"uri": request.uri})),
+            )),
+            Err(resources::ResourceError::Failed(m)) => Err(McpError::internal_error(m, None)),
+        }
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        Ok(ListPromptsResult::with_all_items(prompts::list()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        prompts::get(&request.name, request.arguments.as_ref())
+            .map(Into::into)
+            .map_err(|e| McpError::invalid_params(e.0, None))
     }
 
     async fn set_level(

@@ -697,3 +697,89 @@ fn display_keeps_reference_prefixes() {
         )
     );
 }
+
+// ---- test_readonly_enforcement.py corpus (adapted) ----
+
+#[test]
+fn comment_bypass_variants_are_caught() {
+    for sql in [
+        "SELECT * INTO/**/OUTFILE '/tmp/x' FROM users",
+        "COPY/**/users FROM '/tmp/x'",
+        "LOAD/**/DATA/**/INFILE '/tmp/x' INTO TABLE users",
+        "SELECT 1 INTO OUTFILE '/tmp/x'",
+        "SELECT/**/pg_sleep(10)",
+        "SELECT pg_sleep/**/(10)",
+        "SELECT 1;/**/DROP TABLE users",
+    ] {
+        assert!(
+            check(sql, None, PSY, RO).is_err(),
+            "{sql:?} passed in read-only mode"
+        );
+        assert!(
+            check(sql, None, PSY, RW).is_err(),
+            "{sql:?} passed in write mode"
+        );
+    }
+}
+
+#[test]
+fn keywords_in_literals_are_data_but_statements_outside_are_not() {
+    for sql in [
+        "SELECT 'a''; DROP TABLE t; --'",
+        "SELECT \"weird\"\"; DROP TABLE t\" FROM t",
+        "SELECT $x$ '; DELETE FROM t; $x$",
+        "SELECT E'\\'; DELETE FROM t; --'",
+        "SELECT 'pg_sleep(10)', 'COMMIT', 'SET row_security = off'",
+        "SELECT 1 /* ; DROP TABLE t; */",
+        "SELECT 1 -- ; DROP TABLE t;",
+    ] {
+        ok(sql, RO);
+    }
+    bypass("SELECT 'a'; SELECT 'b'", "Exactly one");
+    write_refused("SELECT 'x'; DROP TABLE t", "DROP TABLE");
+    write_refused("SELECT E'\\''; DELETE FROM t", "DELETE");
+}
+
+#[test]
+fn session_mutation_forms_in_read_only() {
+    for (sql, needle) in [
+        ("SET search_path TO public", "SET"),
+        ("SET SESSION work_mem = '1GB'", "SET"),
+        ("SET LOCAL statement_timeout = 0", "SET"),
+        ("SET TIME ZONE 'UTC'", "SET"),
+        ("SET SESSION AUTHORIZATION DEFAULT", "SET"),
+        ("RESET search_path", "RESET"),
+        ("DISCARD TEMP", "DISCARD"),
+        ("LISTEN chan", "LISTEN"),
+        ("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", "LOCK"),
+        ("PREPARE q AS SELECT 1", "PREPARE"),
+        ("DEALLOCATE ALL", "DEALLOCATE"),
+        ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", "DECLARE"),
+    ] {
+        write_refused(sql, needle);
+    }
+    bypass(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ\nREAD WRITE",
+        "READ WRITE",
+    );
+    injection("DISCARD ALL", RO, "DISCARD ALL");
+    injection("RESET ALL", RO, "RESET ALL");
+}
+
+#[test]
+fn invalid_dollar_tags_fail_closed() {
+    injection("SELECT $1$ pg_sleep(1) $1$", RW, "dollar-quote tag");
+    ok("SELECT $a1$ x $a1$, $_$ y $_$", RO);
+}
+
+#[test]
+fn u_amp_is_only_special_at_a_token_start() {
+    // `xu&'a'` is the column xu, an operator and a string, in both parsers.
+    let c = ok("SELECT xu&'1' FROM t", RO);
+    assert_eq!(c.sql, "SELECT xu&'1' FROM t");
+    // a U& string's content is data
+    let c = ok(r"SELECT U&'pg_sl\0065ep(1)'", RO);
+    assert_eq!(c.sql, "SELECT 'pg_sleep(1)'");
+    // after a comment, U& starts a token again
+    injection(r#"SELECT 1, /**/U&"pg_sl\0065ep"(1)"#, RW, "pg_sleep");
+}

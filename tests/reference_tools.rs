@@ -2,6 +2,10 @@
 //! and a real MCP client, against a throw-away TLS PostgreSQL: shapes, errors, database
 //! state, and the read-only guarantee under reconnects and concurrency.
 
+// MCP logging is deprecated upstream (SEP-2577) but still negotiated by hosts; the tests
+// read its notifications.
+#![allow(deprecated)]
+
 mod common;
 
 use std::time::Duration;
@@ -195,7 +199,7 @@ async fn database_errors_carry_sqlstate_position_and_hint() {
         })
         .await
         .expect("error log notification");
-    assert_eq!(serde_json::to_value(&log.level).unwrap(), "error");
+    assert_eq!(serde_json::to_value(log.level).unwrap(), "error");
 
     let r = s
         .call("readonly_query", json!({"sql": "SELECT 1/0 AS x"}))
@@ -657,4 +661,141 @@ async fn no_open_transactions(pg: &PgCluster) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("a connection was left in a transaction");
+}
+
+#[tokio::test]
+async fn log_level_set_by_the_client_filters_notifications() {
+    use rmcp::model::{LoggingLevel, SetLevelRequestParams};
+    let s = McpSession::for_cluster(shared(), &[]).await;
+    s.peer()
+        .set_level(SetLevelRequestParams::new(LoggingLevel::Critical))
+        .await
+        .expect("logging/setLevel is implemented");
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": "SELECT * FROM quiet_missing_table"}),
+        )
+        .await;
+    assert!(is_error(&r));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !s.logs()
+            .iter()
+            .any(|l| l.data.to_string().contains("quiet_missing_table")),
+        "an error notification was sent below the client's level"
+    );
+    s.peer()
+        .set_level(SetLevelRequestParams::new(LoggingLevel::Error))
+        .await
+        .unwrap();
+    s.call(
+        "readonly_query",
+        json!({"sql": "SELECT * FROM loud_missing_table"}),
+    )
+    .await;
+    assert!(
+        s.wait_for_log(Duration::from_secs(5), |l| l
+            .data
+            .to_string()
+            .contains("loud_missing_table"))
+            .await
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn refused_sql_never_opens_a_connection() {
+    // A private cluster, so the connections counted are this server's alone.
+    let pg = start();
+    let table = unique_name("untouched");
+    let db = pg.superuser().await;
+    db.batch_execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY); GRANT ALL ON {table} TO admin;"
+    ))
+    .await
+    .unwrap();
+    let ours =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'aurora-dsql-mcp-server'";
+
+    let ro = McpSession::for_cluster(&pg, &[]).await;
+    let rw = McpSession::for_cluster(&pg, &["--allow-writes"]).await;
+    let refused: Vec<(&McpSession, &str, Value)> = vec![
+        (
+            &ro,
+            "readonly_query",
+            json!({"sql": format!("INSERT INTO {table} VALUES (1)")}),
+        ),
+        (
+            &ro,
+            "readonly_query",
+            json!({"sql": format!("SELECT 1; DELETE FROM {table}")}),
+        ),
+        (
+            &ro,
+            "readonly_query",
+            json!({"sql": "SELECT U&\"pg_sl\\0065ep\"(10)"}),
+        ),
+        (&ro, "readonly_query", json!({"sql": "COMMIT"})),
+        (
+            &ro,
+            "transact",
+            json!({"sql_list": [format!("UPDATE {table} SET id = 2")]}),
+        ),
+        (
+            &rw,
+            "transact",
+            json!({"sql_list": [format!("CREATE INDEX {table}_idx ON {table} (id)")]}),
+        ),
+        (
+            &rw,
+            "transact",
+            json!({"sql_list": [format!("CREATE TABLE {table}_b (id int PRIMARY KEY)"),
+                                              format!("INSERT INTO {table} VALUES (1)")]}),
+        ),
+        (
+            &rw,
+            "transact",
+            json!({"sql_list": [format!("TRUNCATE {table}")]}),
+        ),
+        (
+            &rw,
+            "transact",
+            json!({"sql_list": ["SELECT pg_terminate_backend(1)"]}),
+        ),
+        (
+            &rw,
+            "execute",
+            json!({"sql": format!("CREATE TABLE {table}_c (id serial PRIMARY KEY)")}),
+        ),
+    ];
+    for (session, tool, args) in refused {
+        let r = session.call(tool, args.clone()).await;
+        assert!(is_error(&r), "{tool} {args} was accepted: {}", text(&r));
+    }
+    let n: i64 = db.query_one(ours, &[]).await.unwrap().get(0);
+    assert_eq!(n, 0, "a refused call opened a connection");
+    let tables: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname LIKE $1 AND relname <> $2",
+            &[&format!("{table}%"), &format!("{table}_pkey")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        tables, 1,
+        "only the original table and its key exist (no index, no new tables)"
+    );
+
+    // The first accepted call opens exactly one connection.
+    let r = ro
+        .call(
+            "readonly_query",
+            json!({"sql": format!("SELECT count(*) AS n FROM {table}")}),
+        )
+        .await;
+    assert_eq!(structured(&r), json!({"result": [{"n": 0}]}));
+    let n: i64 = db.query_one(ours, &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
 }

@@ -175,6 +175,19 @@ fn token_checks(tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
     if longest_run(tokens) > MAX_TOKEN_RUN {
         return Err(PolicyError::Injection(too_complex()));
     }
+    // PostgreSQL's dollar-quote tags are [A-Za-z_\x80-][A-Za-z_0-9\x80-]*;
+    // sqlparser accepts more (`$1$`), where PostgreSQL reads code.
+    for t in significant(tokens) {
+        if let Token::DollarQuotedString(d) = &t.token
+            && let Some(tag) = &d.tag
+            && !valid_dollar_tag(tag)
+        {
+            return Err(PolicyError::Injection(format!(
+                "SQL could not be parsed: invalid dollar-quote tag ${tag}$ at {}",
+                t.span.start
+            )));
+        }
+    }
     // `U&"…"` that the pre-pass did not decode would read as `U & "…"`.
     for w in tokens.windows(3) {
         if let (Token::Word(u), Token::Ampersand, Token::Word(q)) =
@@ -190,6 +203,11 @@ fn token_checks(tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
         }
     }
     Ok(())
+}
+
+fn valid_dollar_tag(tag: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || !c.is_ascii();
+    tag.chars().next().is_some_and(|c| !c.is_ascii_digit()) && tag.chars().all(ok)
 }
 
 /// The highest `$n` placeholder in the statement (0 when there is none).

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+#[cfg(test)]
+mod fuzz;
 mod guard;
 mod lint;
 mod names;

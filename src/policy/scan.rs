@@ -16,7 +16,7 @@
 const COLLAPSE_RUN: usize = 64;
 
 /// Receives the pieces of SQL text the lexer walks over.
-trait Sink {
+pub(crate) trait Sink {
     /// Text outside code: string literals, quoted names, comments, dollar quotes.
     fn opaque(&mut self, text: &str);
     /// Code: one character, or a parameter like `$1`.
@@ -129,7 +129,7 @@ pub(crate) fn reflow(sql: &str, max: usize) -> Result<(String, Vec<usize>), Stri
 }
 
 /// The lexer: one linear pass that tells code from literals, names and comments.
-fn walk(sql: &str, sink: &mut impl Sink) -> Result<(), String> {
+pub(crate) fn walk(sql: &str, sink: &mut impl Sink) -> Result<(), String> {
     let b = sql.as_bytes();
     let n = b.len();
     let mut i = 0;

@@ -6,6 +6,7 @@
 //! `anyOf` with `null`, defaults), which is part of being a drop-in replacement.
 
 pub mod args;
+pub mod knowledge;
 pub mod lint;
 pub mod power;
 pub mod reference;
@@ -88,6 +89,9 @@ impl Toolbox {
             "execute" => power::execute(self, args, ctl).await,
             "list_tables" => power::list_tables(self, args, ctl).await,
             "describe_table" => power::describe_table(self, args, ctl).await,
+            "dsql_search_documentation" => knowledge::search_documentation(self, args, ctl).await,
+            "dsql_read_documentation" => knowledge::read_documentation(self, args, ctl).await,
+            "dsql_recommend" => knowledge::recommend(self, args, ctl).await,
             _ => return None,
         })
     }
@@ -162,6 +166,55 @@ impl Toolbox {
                 }),
                 Some(rows_output("get_schema")),
                 read_only_hints(),
+            ),
+            // Documentation tools (knowledge server, with the bundled guides offline).
+            tool(
+                "dsql_search_documentation",
+                "Search the Aurora DSQL documentation and return the most relevant pages. When the documentation \
+                 server cannot be reached, searches the DSQL guides bundled with this server instead and says so \
+                 in the result (source \"bundled_guides\").",
+                json!({
+                    "properties": {
+                        "search_phrase": string_prop("Search Phrase", "Search phrase to use"),
+                        "limit": nullable(json!({"type": "integer"}), "Limit", "Maximum number of results to return"),
+                    },
+                    "required": ["search_phrase"],
+                    "title": "dsql_search_documentationArguments",
+                    "type": "object"
+                }),
+                None,
+                documentation_hints(),
+            ),
+            tool(
+                "dsql_read_documentation",
+                "Read an Aurora DSQL documentation page by URL, in parts for long pages (start_index, max_length). \
+                 The guides bundled with this server (dsql://guides/<name>) are read without the network.",
+                json!({
+                    "properties": {
+                        "url": string_prop("Url", "Specific url to read"),
+                        "start_index": nullable(json!({"type": "integer"}), "Start Index", "Starting character index"),
+                        "max_length": nullable(json!({"type": "integer"}), "Max Length", "Maximum number of characters to return"),
+                    },
+                    "required": ["url"],
+                    "title": "dsql_read_documentationArguments",
+                    "type": "object"
+                }),
+                None,
+                documentation_hints(),
+            ),
+            tool(
+                "dsql_recommend",
+                "Get recommendations for DSQL best practices: documentation pages related to the given page URL.",
+                json!({
+                    "properties": {
+                        "url": string_prop("Url", "URL of the documentation page to get recommendations for"),
+                    },
+                    "required": ["url"],
+                    "title": "dsql_recommendArguments",
+                    "type": "object"
+                }),
+                None,
+                documentation_hints(),
             ),
             tool(
                 "dsql_lint",
@@ -319,6 +372,15 @@ fn read_only_hints() -> ToolAnnotations {
         .destructive(false)
         .idempotent(true)
         .open_world(false)
+}
+
+/// The documentation tools: read-only, but they reach a server outside this one.
+fn documentation_hints() -> ToolAnnotations {
+    ToolAnnotations::new()
+        .read_only(true)
+        .destructive(false)
+        .idempotent(true)
+        .open_world(true)
 }
 
 fn string_prop(title: &str, description: &str) -> Value {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
 use super::{Output, ToolError, ToolResult, Toolbox};
-use crate::executor::{Control, Mode, Outcome, Statement, Work};
+use crate::executor::{Control, Executor, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 
 pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
@@ -29,13 +29,15 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -
         Placeholders::Numbered,
         Access::ReadOnly,
     )?;
-    let work = Work::new(
+    let mut work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
             sql: checked.sql,
             params: parameters,
         }],
     );
+    // `columns` is part of the result even when there are no rows.
+    work.describe = true;
     let outcome = executor.run(&work, ctl).await.map_err(|e| {
         if e.code() == Some("25006") {
             ToolError("query does not support write operations. Use execute".into())
@@ -134,9 +136,9 @@ pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<
 /// Finds the table as stored (exact name first, then PostgreSQL's lower-case folding).
 const RESOLVE_TABLE: &str = "SELECT n.nspname AS schema_name, c.relname AS table_name \
      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname IN ($1, lower($1)) AND c.relname IN ($2, lower($2)) \
+     WHERE n.nspname IN ($1::text, lower($1::text)) AND c.relname IN ($2::text, lower($2::text)) \
        AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-     ORDER BY (n.nspname = $1) DESC, (c.relname = $2) DESC LIMIT 1";
+     ORDER BY (n.nspname = $1::text) DESC, (c.relname = $2::text) DESC LIMIT 1";
 
 const DESCRIBE_COLUMNS: &str = "SELECT a.attname AS name, \
        pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, \
@@ -187,6 +189,22 @@ pub async fn describe_table(
             "Incorrect invocation: describe_table invoked without a table name".into(),
         ));
     }
+    match describe(executor, &schema, &table, ctl).await? {
+        Some(description) => Ok(Output::Structured(description)),
+        None => Err(ToolError(format!(
+            "table \"{table}\" was not found in schema \"{schema}\" (list_tables shows the tables of a schema)"
+        ))),
+    }
+}
+
+/// A table's columns, indexes and constraints, or `None` when there is no such table.
+/// Shared by `describe_table` and the `dsql://tables/<schema>/<table>` resources.
+pub async fn describe(
+    executor: &Executor,
+    schema: &str,
+    table: &str,
+    ctl: &Control<'_>,
+) -> Result<Option<Value>, ToolError> {
     let statement = |sql: &str, params: Vec<Value>| Statement {
         sql: sql.to_owned(),
         params,
@@ -195,19 +213,14 @@ pub async fn describe_table(
         .run(
             &Work::new(
                 Mode::ReadOnly,
-                vec![statement(
-                    RESOLVE_TABLE,
-                    vec![schema.clone().into(), table.clone().into()],
-                )],
+                vec![statement(RESOLVE_TABLE, vec![schema.into(), table.into()])],
             ),
             ctl,
         )
         .await
         .map_err(|e| ToolError(e.to_string()))?;
     let Some(row) = found.rows.first() else {
-        return Err(ToolError(format!(
-            "table \"{table}\" was not found in schema \"{schema}\" (list_tables shows the tables of a schema)"
-        )));
+        return Ok(None);
     };
     let key = vec![row["schema_name"].clone(), row["table_name"].clone()];
     let mut work = Work::new(
@@ -226,7 +239,7 @@ pub async fn describe_table(
         .into_iter()
         .map(|o| Value::Array(o.rows.into_iter().map(Value::Object).collect()));
     let mut next = || parts.next().unwrap_or(Value::Array(Vec::new()));
-    Ok(Output::Structured(json!({
+    Ok(Some(json!({
         "schema": key[0],
         "table": key[1],
         "columns": next(),

@@ -66,14 +66,12 @@ pub async fn transact(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>
             "Incorrect invocation: transact invoked with no sql statements".into(),
         ));
     }
-    if let Some(p) = &params_list {
-        if p.len() != sql_list.len() {
-            return Err(ToolError(format!(
-                "params_list length ({}) must equal sql_list length ({})",
-                p.len(),
-                sql_list.len()
-            )));
-        }
+    if let Some(p) = params_list.as_ref().filter(|p| p.len() != sql_list.len()) {
+        return Err(ToolError(format!(
+            "params_list length ({}) must equal sql_list length ({})",
+            p.len(),
+            sql_list.len()
+        )));
     }
     let access = tb.access();
     let mut statements = Vec::with_capacity(sql_list.len());

@@ -1,0 +1,269 @@
+//! MCP resources: the bundled guides, and the cluster's tables when one is configured.
+//!
+//! - `dsql://guides/<name>`: a steering guide, as Markdown, straight from the binary.
+//! - `dsql://tables/<schema>/<table>`: a table's description (columns, indexes,
+//!   constraints) as JSON, read from the catalog in a read-only unit of work by the same
+//!   code as the `describe_table` tool. Names are percent-encoded in the URI.
+//!
+//! Listing never fails because the cluster is away: the guides are listed anyway and the
+//! failure is logged.
+
+use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
+use serde_json::Value;
+
+use super::guides;
+use crate::executor::{Control, Executor, Mode, Statement, Work};
+use crate::tools::power;
+
+pub const TABLE_URI_PREFIX: &str = "dsql://tables/";
+const MARKDOWN: &str = "text/markdown";
+const JSON: &str = "application/json";
+
+/// How long listing resources waits for the cluster's table list.
+const LIST_TABLES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most this many tables are listed as resources (templates still reach the rest).
+const MAX_LISTED_TABLES: i64 = 1000;
+
+/// Every user table, outside the system schemas.
+const LIST_ALL_TABLES: &str = "SELECT n.nspname AS schema_name, c.relname AS table_name \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') \
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'sys') \
+       AND n.nspname NOT LIKE 'pg\\_%' \
+     ORDER BY n.nspname COLLATE \"C\", c.relname COLLATE \"C\" LIMIT $1";
+
+/// Why a resource cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResourceError {
+    /// No such resource (MCP's resource-not-found).
+    NotFound(String),
+    /// It exists (or may), but reading it failed.
+    Failed(String),
+}
+
+/// The guides, then the tables when a cluster is configured and answers.
+pub async fn list(executor: Option<&Executor>, ctl: &Control<'_>) -> Vec<Resource> {
+    let mut resources: Vec<Resource> = guides::all()
+        .map(|g| {
+            Resource::new(g.uri(), g.name)
+                .with_title(g.title())
+                .with_description(g.summary())
+                .with_mime_type(MARKDOWN)
+                .with_size(g.text.len() as u64)
+        })
+        .collect();
+    if let Some(executor) = executor {
+        match bounded_tables(executor, ctl).await {
+            Ok(tables) => resources.extend(tables.into_iter().map(|(schema, table)| {
+                Resource::new(table_uri(&schema, &table), format!("{schema}.{table}"))
+                    .with_title(format!("Table {schema}.{table}"))
+                    .with_description("Columns, indexes and constraints of the table, as JSON.")
+                    .with_mime_type(JSON)
+            })),
+            Err(e) => tracing::warn!("table resources are not listed: {e}"),
+        }
+    }
+    resources
+}
+
+/// The URI templates: guides always, tables when a cluster is configured.
+pub fn templates(cluster: bool) -> Vec<ResourceTemplate> {
+    let mut templates = vec![
+        ResourceTemplate::new(format!("{}{{name}}", guides::URI_PREFIX), "guide")
+            .with_title("Aurora DSQL steering guide")
+            .with_description(format!("A bundled guide by name: {}.", guides::names()))
+            .with_mime_type(MARKDOWN),
+    ];
+    if cluster {
+        templates.push(
+            ResourceTemplate::new(format!("{TABLE_URI_PREFIX}{{schema}}/{{table}}"), "table")
+                .with_title("Table description")
+                .with_description("Columns, indexes and constraints of a table, as JSON.")
+                .with_mime_type(JSON),
+        );
+    }
+    templates
+}
+
+/// Reads one resource by URI.
+pub async fn read(
+    executor: Option<&Executor>,
+    uri: &str,
+    ctl: &Control<'_>,
+) -> Result<ReadResourceResult, ResourceError> {
+    if let Some(name) = guides::name_of_uri(uri) {
+        let guide = guides::get(name).ok_or_else(|| {
+            ResourceError::NotFound(format!(
+                "no bundled guide named \"{name}\" (bundled guides: {})",
+                guides::names()
+            ))
+        })?;
+        let contents = ResourceContents::text(guide.text, uri).with_mime_type(MARKDOWN);
+        return Ok(ReadResourceResult::new(vec![contents]));
+    }
+    if let Some(rest) = uri.strip_prefix(TABLE_URI_PREFIX) {
+        let (schema, table) = rest
+            .split_once('/')
+            .and_then(|(s, t)| Some((decode(s)?, decode(t)?)))
+            .filter(|(s, t)| !s.is_empty() && !t.is_empty() && !t.contains('/'))
+            .ok_or_else(|| {
+                ResourceError::NotFound(format!(
+                    "{uri} is not a table URI ({TABLE_URI_PREFIX}<schema>/<table>)"
+                ))
+            })?;
+        let executor = executor
+            .ok_or_else(|| ResourceError::NotFound(crate::tools::NOT_CONFIGURED.to_owned()))?;
+        let description = power::describe(executor, &schema, &table, ctl)
+            .await
+            .map_err(|e| ResourceError::Failed(e.0))?
+            .ok_or_else(|| {
+                ResourceError::NotFound(format!(
+                    "table \"{table}\" was not found in schema \"{schema}\""
+                ))
+            })?;
+        let text = serde_json::to_string_pretty(&description).unwrap_or_default();
+        let contents = ResourceContents::text(text, uri).with_mime_type(JSON);
+        return Ok(ReadResourceResult::new(vec![contents]));
+    }
+    Err(ResourceError::NotFound(format!(
+        "unknown resource {uri} (this server serves {}<name> and {TABLE_URI_PREFIX}<schema>/<table>)",
+        guides::URI_PREFIX
+    )))
+}
+
+/// The table listing, given at most [`LIST_TABLES_WAIT`]: hosts list resources on their
+/// own schedule (often at start-up), and a cluster that is away must not hold them up. On
+/// timeout the unit is cancelled through the executor (never dropped mid-transaction).
+async fn bounded_tables(
+    executor: &Executor,
+    ctl: &Control<'_>,
+) -> Result<Vec<(String, String)>, String> {
+    let cancel = ctl.cancel.child_token();
+    let inner = Control {
+        cancel: cancel.clone(),
+        observer: ctl.observer,
+    };
+    let listing = tables(executor, &inner);
+    tokio::pin!(listing);
+    tokio::select! {
+        done = &mut listing => done,
+        _ = tokio::time::sleep(LIST_TABLES_WAIT) => {
+            cancel.cancel();
+            let _ = listing.await;
+            Err(format!("the cluster did not answer within {LIST_TABLES_WAIT:?}"))
+        }
+    }
+}
+
+async fn tables(executor: &Executor, ctl: &Control<'_>) -> Result<Vec<(String, String)>, String> {
+    let work = Work::new(
+        Mode::ReadOnly,
+        vec![Statement {
+            sql: LIST_ALL_TABLES.into(),
+            params: vec![Value::from(MAX_LISTED_TABLES)],
+        }],
+    );
+    let outcome = executor.run(&work, ctl).await.map_err(|e| e.to_string())?;
+    Ok(outcome
+        .rows
+        .into_iter()
+        .filter_map(|row| {
+            let schema = row.get("schema_name")?.as_str()?.to_owned();
+            let table = row.get("table_name")?.as_str()?.to_owned();
+            Some((schema, table))
+        })
+        .collect())
+}
+
+/// `dsql://tables/<schema>/<table>`, names percent-encoded.
+pub fn table_uri(schema: &str, table: &str) -> String {
+    format!("{TABLE_URI_PREFIX}{}/{}", encode(schema), encode(table))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-decodes; `None` for a broken escape or bytes that are not UTF-8.
+fn decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_survive_the_uri() {
+        for (schema, table) in [
+            ("public", "orders"),
+            ("My Schema", "a/b%c"),
+            ("ünï", "t\"q"),
+        ] {
+            let uri = table_uri(schema, table);
+            let rest = uri.strip_prefix(TABLE_URI_PREFIX).unwrap();
+            let (s, t) = rest.split_once('/').unwrap();
+            assert_eq!(
+                (decode(s).unwrap(), decode(t).unwrap()),
+                (schema.to_owned(), table.to_owned())
+            );
+        }
+        assert_eq!(table_uri("public", "orders"), "dsql://tables/public/orders");
+        assert_eq!(decode("%zz"), None);
+        assert_eq!(decode("%4"), None);
+    }
+
+    #[tokio::test]
+    async fn guides_are_listed_and_readable_without_a_cluster() {
+        let ctl = Control::none();
+        let listed = list(None, &ctl).await;
+        assert_eq!(listed.len(), guides::all().count());
+        for r in &listed {
+            assert_eq!(r.mime_type.as_deref(), Some(MARKDOWN));
+            let read = read(None, &r.uri, &ctl).await.unwrap();
+            let ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else {
+                panic!("text expected")
+            };
+            assert_eq!(text, guides::get(&r.name).unwrap().text);
+        }
+        assert!(matches!(
+            read(None, "dsql://guides/nope", &ctl).await,
+            Err(ResourceError::NotFound(_))
+        ));
+        assert!(matches!(
+            read(None, "file:///etc/passwd", &ctl).await,
+            Err(ResourceError::NotFound(_))
+        ));
+        assert_eq!(
+            read(None, "dsql://tables/public/t", &ctl).await,
+            Err(ResourceError::NotFound(
+                crate::tools::NOT_CONFIGURED.to_owned()
+            ))
+        );
+        assert_eq!(templates(false).len(), 1);
+        assert_eq!(templates(true).len(), 2);
+    }
+}
