@@ -112,8 +112,9 @@ BEGIN
   BEGIN
     EXECUTE ddl;
   EXCEPTION WHEN integrity_constraint_violation OR data_exception THEN
+    GET STACKED DIAGNOSTICS det = PG_EXCEPTION_DETAIL;
     st := 'failed';
-    det := SQLERRM;
+    det := SQLERRM || coalesce(nullif(': ' || det, ': '), '');
   END;
   SELECT c.oid, format('%s.%s', n.nspname, c.relname) INTO idx, idx_name
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -144,8 +145,9 @@ BEGIN
   BEGIN
     EXECUTE ddl;
   EXCEPTION WHEN integrity_constraint_violation THEN
+    GET STACKED DIAGNOSTICS det = PG_EXCEPTION_DETAIL;
     st := 'failed';
-    det := SQLERRM;
+    det := SQLERRM || coalesce(nullif(': ' || det, ': '), '');
   END;
   job_id := sys.record_job('VALIDATE_CONSTRAINT', st, det, 'pg_catalog.pg_constraint'::regclass,
                            cid, cname, started);

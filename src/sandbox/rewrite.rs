@@ -17,7 +17,7 @@
 //! Everything else passes unchanged.
 
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use crate::connection::DbError;
 
@@ -147,10 +147,7 @@ fn validate_constraint(text: &Text<'_>) -> Result<String, DbError> {
     while i < sig.len() && upper[i] != "VALIDATE" {
         i += 1;
     }
-    if i == name_start
-        || i + 2 >= sig.len() + 1
-        || upper.get(i + 1).is_none_or(|w| w != "CONSTRAINT")
-    {
+    if i == name_start || upper.get(i + 1).is_none_or(|w| w != "CONSTRAINT") {
         return Err(shape());
     }
     let Some(constraint) = sig.get(i + 2).and_then(|t| identifier(&t.token)) else {
@@ -286,7 +283,14 @@ impl<'a> Text<'a> {
         let sig = self.significant_indices();
         let at = sig[k];
         let start = self.start_of(at);
-        let end = self.start_of(at + 1);
+        // The keyword goes with the blank after it; a comment stays.
+        let blank = matches!(
+            self.tokens.get(at + 1).map(|t| &t.token),
+            Some(Token::Whitespace(
+                Whitespace::Space | Whitespace::Tab | Whitespace::Newline
+            ))
+        );
+        let end = self.start_of(at + 1 + usize::from(blank));
         let mut out = format!("{}{}", &self.sql[..start], &self.sql[end..]);
         if let Some(&last) = sig.last()
             && matches!(self.tokens[last].token, Token::SemiColon)
