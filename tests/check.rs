@@ -130,7 +130,10 @@ fn check_with_nothing_listening_fails_at_tcp() {
     line(&stdout, "OK    credentials: ");
     let tcp = line(&stdout, "FAIL  tcp: ");
     assert!(tcp.contains("cannot connect to localhost"), "{tcp}");
-    assert!(tcp.contains("fix: check --cluster_endpoint and --port"), "{tcp}");
+    assert!(
+        tcp.contains("fix: check --cluster_endpoint and --port"),
+        "{tcp}"
+    );
     line(&stdout, "SKIP  tls: ");
 }
 
@@ -160,6 +163,9 @@ fn flags_before_the_subcommand_work_too() {
         .unwrap();
     let stdout2 = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout2.contains("FAIL  endpoint: no cluster configured"), "{stdout2}");
+    assert!(
+        stdout2.contains("FAIL  endpoint: no cluster configured"),
+        "{stdout2}"
+    );
     assert!(!stdout.is_empty());
 }

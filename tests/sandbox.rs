@@ -136,7 +136,11 @@ async fn sandbox_behaves_like_dsql() {
 
     // A unique build over duplicates: the job fails and says why.
     execute(&s, "INSERT INTO items VALUES (101, 'item 1')").await;
-    let unique = execute(&s, "CREATE UNIQUE INDEX ASYNC items_name_key ON items (name)").await;
+    let unique = execute(
+        &s,
+        "CREATE UNIQUE INDEX ASYNC items_name_key ON items (name)",
+    )
+    .await;
     let failed = query(
         &s,
         "SELECT status, details FROM sys.jobs WHERE job_id = $1",
@@ -164,7 +168,11 @@ async fn sandbox_behaves_like_dsql() {
         "ALTER TABLE items ADD CONSTRAINT name_not_empty CHECK (name <> '') NOT VALID",
     )
     .await;
-    let validated = execute(&s, "ALTER TABLE ASYNC items VALIDATE CONSTRAINT name_not_empty").await;
+    let validated = execute(
+        &s,
+        "ALTER TABLE ASYNC items VALIDATE CONSTRAINT name_not_empty",
+    )
+    .await;
     let job = query(
         &s,
         "SELECT status, job_type, object_name FROM sys.jobs WHERE job_id = $1",
@@ -196,7 +204,10 @@ async fn sandbox_behaves_like_dsql() {
     let count = query(&s, "SELECT count(*) AS n FROM bulk", json!([])).await;
     assert_eq!(count[0]["n"], 3000, "the failed statement left nothing");
     let deleted = execute(&s, "DELETE FROM bulk WHERE id > 0").await;
-    assert_eq!(deleted["rowCount"], 3000, "exactly 3,000 rows is within the limit");
+    assert_eq!(
+        deleted["rowCount"], 3000,
+        "exactly 3,000 rows is within the limit"
+    );
 
     // The rule checker refuses what DSQL refuses, before the database sees it.
     let sync_index = execute_err(&s, "CREATE INDEX items_id_idx ON items (id)").await;
@@ -273,7 +284,10 @@ async fn local_dir_keeps_data_between_runs() {
     let pid = postmaster_pid(&kept);
     assert!(first.close().await.success());
     assert!(eventually(|| !alive(pid)));
-    assert!(kept.join("data/PG_VERSION").is_file(), "data folder removed");
+    assert!(
+        kept.join("data/PG_VERSION").is_file(),
+        "data folder removed"
+    );
 
     let second = McpSession::start(&args(&["--local-dir", &kept_arg]), &[]).await;
     let rows = query(&second, "SELECT body FROM notes WHERE id = 1", json!([])).await;

@@ -615,7 +615,7 @@ pub fn find_bindir() -> Result<PathBuf, ClusterError> {
             versioned.push((major, entry.path().join("bin")));
         }
     }
-    versioned.sort_by(|a, b| b.0.cmp(&a.0));
+    versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
     tried.push("/usr/lib/postgresql/*/bin".into());
     if let Some((_, dir)) = versioned.into_iter().find(|(_, d)| has_server(d)) {
         return Ok(dir);

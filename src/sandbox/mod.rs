@@ -51,8 +51,9 @@
 //!   `AWS IAM GRANT/REVOKE` and `sys.iam_pg_role_mappings` are not available.
 //! - One database (`postgres`) and one Region: no multi-Region peers, witness, cluster
 //!   lifecycle or control-plane API.
-//! - `SET TRANSACTION ISOLATION LEVEL REPEATABLE READ` and `SET TRANSACTION READ ONLY`
-//!   are accepted (DSQL refuses every `SET TRANSACTION` with 0A000).
+//! - Isolation: the rewriter refuses only levels other than REPEATABLE READ; that
+//!   `SET TRANSACTION … REPEATABLE READ` / `READ ONLY` are refused too, as DSQL refuses
+//!   every `SET TRANSACTION` (0A000), is the rule checker's doing (`set_transaction`).
 
 pub mod cluster;
 pub mod emulation;
