@@ -60,6 +60,17 @@ impl Report {
     }
 }
 
+/// The report when the flags and environment themselves are invalid.
+pub fn config_failed(e: &crate::config::ConfigError) -> ExitCode {
+    let mut report = Report { failed: 0 };
+    report.fail(
+        "configuration",
+        e.to_string(),
+        "correct the flag or environment variable named (see --help)",
+    );
+    report.finish()
+}
+
 /// How the sandbox start went, for `check --local`.
 pub enum Local<'a> {
     /// Not `--local`.
@@ -104,7 +115,11 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
             report.fail(
                 "sandbox",
                 format!("the local sandbox did not start: {e}"),
-                "install the PostgreSQL server package named above, or check the folder given with --local-dir",
+                if e.contains("not found") {
+                    "install the PostgreSQL server package named above"
+                } else {
+                    "check the folder given with --local-dir (writable, and enterable by the `postgres` OS user when run as root) and the PostgreSQL log above"
+                },
             );
             report.skip(&[&["endpoint"], AFTER_CONFIG].concat(), "no sandbox");
             return report.finish();

@@ -600,6 +600,21 @@ mod tests {
     }
 
     #[test]
+    fn local_and_check_parse_in_any_order() {
+        let a = args(&["check", "--local", "--allow-writes"]);
+        assert_eq!(a.command, Some(Command::Check));
+        assert!(a.local && a.allow_writes);
+        let a = args(&["--local", "check"]);
+        assert!(a.local);
+        assert_eq!(a.command, Some(Command::Check));
+        let a = args(&["--local", "--local-dir", "/tmp/kept"]);
+        assert_eq!(a.local_dir, Some(PathBuf::from("/tmp/kept")));
+        assert_eq!(a.command, None);
+        assert!(Args::try_parse_from(["x", "--local-dir", "/tmp/kept"]).is_err());
+        assert!(Args::try_parse_from(["x", "--local", "--cluster_endpoint", "h"]).is_err());
+    }
+
+    #[test]
     fn rules_switch_parses() {
         assert_eq!(args(&["--rules", "cluster"]).rules, RuleSet::Cluster);
         assert!(Args::try_parse_from(["x", "--rules", "lax"]).is_err());

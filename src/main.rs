@@ -93,6 +93,7 @@ async fn run(mut args: Args) -> ExitCode {
     }
 
     let code = match Config::from_args(args, &env) {
+        Err(e) if checking => check::config_failed(&e),
         Err(e) => {
             eprintln!("aurora-dsql-mcp-server: {e}");
             ExitCode::from(1)

@@ -169,3 +169,19 @@ fn flags_before_the_subcommand_work_too() {
     );
     assert!(!stdout.is_empty());
 }
+
+#[test]
+fn check_with_an_unreadable_ca_file_fails_on_the_configuration_line() {
+    let (code, stdout, _) = check(&[
+        "--cluster_endpoint".into(),
+        "localhost".into(),
+        "--ssl-root-cert".into(),
+        "/nonexistent/ca.pem".into(),
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    let line = line(
+        &stdout,
+        "FAIL  configuration: --ssl-root-cert /nonexistent/ca.pem",
+    );
+    assert!(line.contains("fix: "), "{line}");
+}

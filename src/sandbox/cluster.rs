@@ -568,11 +568,30 @@ fn has_server(dir: &Path) -> bool {
     dir.join("postgres").is_file() && dir.join("initdb").is_file()
 }
 
+/// Usual install folders: (parent, prefix of the versioned folder), e.g. Debian's
+/// `/usr/lib/postgresql/16/bin`, Homebrew's `/opt/homebrew/opt/postgresql@16/bin`, the
+/// PGDG RPMs' `/usr/pgsql-16/bin`.
+const INSTALL_ROOTS: &[(&str, &str)] = &[
+    ("/usr/lib/postgresql", ""),
+    ("/usr/local/opt", "postgresql@"),
+    ("/opt/homebrew/opt", "postgresql@"),
+    ("/usr", "pgsql-"),
+];
+
 /// Where the PostgreSQL server binaries are: `pg_config --bindir`, then `PATH`, then the
 /// usual install folders, newest version first.
 pub fn find_bindir() -> Result<PathBuf, ClusterError> {
+    find_bindir_in(Some("pg_config"), std::env::var_os("PATH"), INSTALL_ROOTS)
+}
+
+fn find_bindir_in(
+    pg_config: Option<&str>,
+    path: Option<std::ffi::OsString>,
+    roots: &[(&str, &str)],
+) -> Result<PathBuf, ClusterError> {
     let mut tried = Vec::new();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+    if let Some(pg_config) = pg_config
+        && let Ok(out) = Command::new(pg_config).arg("--bindir").output()
         && out.status.success()
     {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -581,7 +600,7 @@ pub fn find_bindir() -> Result<PathBuf, ClusterError> {
         }
         tried.push(format!("{} (pg_config --bindir)", dir.display()));
     }
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = path {
         for dir in std::env::split_paths(&path) {
             if has_server(&dir) {
                 // A symlinked `postgres` (Debian's /usr/local/bin links) runs fine as is.
@@ -591,23 +610,16 @@ pub fn find_bindir() -> Result<PathBuf, ClusterError> {
         tried.push("PATH".into());
     }
     let mut versioned: Vec<(u32, PathBuf)> = Vec::new();
-    for (parent, pattern) in [
-        ("/usr/lib/postgresql", None),
-        ("/usr/local/opt", Some("postgresql@")),
-        ("/opt/homebrew/opt", Some("postgresql@")),
-        ("/usr/pgsql-", None),
-    ] {
+    for (parent, prefix) in roots {
+        tried.push(format!("{parent}/{prefix}*/bin"));
         let Ok(entries) = fs::read_dir(parent) else {
             continue;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let version = match pattern {
-                Some(p) => name.strip_prefix(p).map(str::to_owned),
-                None => Some(name.clone()),
-            };
-            let Some(major) = version
-                .and_then(|v| v.split('.').next().map(str::to_owned))
+            let Some(major) = name
+                .strip_prefix(prefix)
+                .and_then(|v| v.split('.').next())
                 .and_then(|v| v.parse::<u32>().ok())
             else {
                 continue;
@@ -616,7 +628,6 @@ pub fn find_bindir() -> Result<PathBuf, ClusterError> {
         }
     }
     versioned.sort_by_key(|v| std::cmp::Reverse(v.0));
-    tried.push("/usr/lib/postgresql/*/bin".into());
     if let Some((_, dir)) = versioned.into_iter().find(|(_, d)| has_server(d)) {
         return Ok(dir);
     }
@@ -768,5 +779,39 @@ fn sweep_stale_dirs(prefix: &str) {
         if !alive {
             let _ = fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_server(dir: &Path) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("postgres"), "").unwrap();
+        fs::write(dir.join("initdb"), "").unwrap();
+    }
+
+    #[test]
+    fn newest_install_wins_and_none_names_the_package() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lib = tmp.path().join("lib");
+        let lib = lib.to_str().unwrap();
+        fake_server(&tmp.path().join("lib/13/bin"));
+        fake_server(&tmp.path().join("lib/16/bin"));
+        fs::create_dir_all(tmp.path().join("lib/17/bin")).unwrap(); // no binaries
+        let found = find_bindir_in(None, None, &[(lib, "")]).unwrap();
+        assert_eq!(found, tmp.path().join("lib/16/bin"));
+
+        let empty = tmp.path().join("empty");
+        let e = find_bindir_in(
+            Some("/nonexistent/pg_config"),
+            Some(empty.clone().into_os_string()),
+            &[(empty.to_str().unwrap(), "")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`sudo apt-get install postgresql`"), "{e}");
+        assert!(e.contains("`brew install postgresql@16`"), "{e}");
     }
 }
