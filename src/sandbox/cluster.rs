@@ -314,6 +314,9 @@ impl LocalCluster {
         // setuid (which clears the parent-death signal), so the setting sticks.
         unsafe {
             cmd.pre_exec(move || {
+                // Linux only: elsewhere a SIGKILLed parent leaves PostgreSQL running (Drop
+                // and the server's signal handlers still stop it on every orderly exit).
+                #[cfg(target_os = "linux")]
                 if libc::prctl(
                     libc::PR_SET_PDEATHSIG,
                     libc::SIGQUIT as libc::c_ulong,
