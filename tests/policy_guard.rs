@@ -783,3 +783,26 @@ fn u_amp_is_only_special_at_a_token_start() {
     // after a comment, U& starts a token again
     injection(r#"SELECT 1, /**/U&"pg_sl\0065ep"(1)"#, RW, "pg_sleep");
 }
+
+#[test]
+fn line_comments_end_where_postgresql_ends_them() {
+    // \r ends a comment in PostgreSQL: the call after it is code.
+    injection("SELECT 1 -- x\r, pg_sleep(1)", RW, "pg_sleep");
+    injection("SELECT 1 -- x\r, U&\"pg_sl\\0065ep\"(1)", RW, "pg_sleep");
+    // \f and \v do not: the rest of the line is comment.
+    ok("SELECT 1 -- x\u{c}, pg_sleep(1)", RO);
+    ok("SELECT 1 -- x\u{b}, pg_sleep(1)", RO);
+}
+
+#[test]
+fn lexer_disagreements_fail_closed() {
+    // PostgreSQL ends the `||` operator before `--` and reads a comment;
+    // sqlparser reads on, and would hide the second statement in a string.
+    let sql = "SELECT \" pg_sleep\" ||-- ae'U&\"x\"''\nE'--pg_sleep(1)\\\\\\\\e\\'' FROM t ; DROP TABLE t";
+    match check(sql, None, PSY, RO) {
+        Err(PolicyError::Injection(why)) => assert!(why.contains("two lexers"), "{why}"),
+        Err(PolicyError::Bypass(_)) | Err(PolicyError::WriteNotAllowed(_)) => {}
+        other => panic!("{other:?}"),
+    }
+    injection("SELECT 'a' ||-- x\n 'b'", RO, "two lexers");
+}

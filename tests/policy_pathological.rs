@@ -139,3 +139,45 @@ fn pathological_inputs_finish() {
     );
     assert!(c.is_ok(), "{c:?}");
 }
+
+/// The deepest trees the token-run bound lets through must not overflow the
+/// checker's stack, in the guard, the rule checker or the linter.
+#[test]
+fn deepest_allowed_trees_are_handled_everywhere() {
+    use aurora_dsql_mcp_server::policy::{RuleSet, check_rules, lint};
+    let sums = format!("SELECT {}1", "1+".repeat(9_999));
+    let unions = format!("SELECT 1{}", " UNION SELECT 1".repeat(6_600));
+    let ors = format!("SELECT 1 FROM t WHERE {}true", "a = 1 OR ".repeat(4_990));
+    let casts = format!("SELECT 1{}", "::int".repeat(6_600));
+    for sql in [&sums, &unions, &ors, &casts] {
+        let t = Instant::now();
+        let r = check(sql, None, Placeholders::Psycopg, Access::ReadWrite);
+        assert!(
+            r.is_ok(),
+            "{:?}",
+            r.map_err(|e| e.to_string().chars().take(200).collect::<String>())
+        );
+        let t1 = t.elapsed();
+        let rules = check_rules(&[sql], RuleSet::Power);
+        assert!(rules.is_ok(), "{rules:?}");
+        let t2 = t.elapsed();
+        // the linter either lints it or says it is too complex: it does not crash or hang
+        let v = lint(sql, false);
+        let e = v["summary"]["errors"].as_u64().unwrap();
+        assert!(
+            e == 0 || v.to_string().contains("too complex"),
+            "{}",
+            v.to_string().chars().take(300).collect::<String>()
+        );
+        let t3 = t.elapsed();
+        let v = lint(sql, true);
+        assert!(v["summary"]["errors"] == 0 || v.to_string().contains("too complex"));
+        println!(
+            "{} bytes: guard {t1:?}, rules {:?}, lint {:?}, fix {:?}",
+            sql.len(),
+            t2 - t1,
+            t3 - t2,
+            t.elapsed() - t3
+        );
+    }
+}

@@ -160,7 +160,7 @@ fn gap(rng: &mut fastrand::Rng) -> String {
             text(rng, &["x"]).replace("*/", "").replace("/*", "")
         ),
         2 => format!("-- {}\n", text(rng, &[]).replace('\n', "")),
-        3 => "\n\t".into(),
+        3 => ["\n\t", "\r", "-- x\r", "/* /* */ */"][rng.usize(..4)].into(),
         _ => " ".into(),
     }
 }
@@ -389,4 +389,108 @@ fn second_opinion_sees_what_it_should() {
     assert!(second_opinion("SELECT 'pg_sleep(1)'").is_ok());
     assert!(second_opinion("SELECT 1; SELECT 2").is_err());
     assert!(second_opinion("SELECT 1;").is_ok());
+}
+
+/// Differential test against PostgreSQL's own grammar (libpg_query), behind the
+/// `pg-oracle` feature: `cargo test --features pg-oracle --lib policy::fuzz::pg`.
+#[cfg(feature = "pg-oracle")]
+mod pg {
+    use super::*;
+
+    /// What PostgreSQL's parser sees in SQL the guard accepted: an error if it
+    /// reads several statements or a call to a dangerous function.
+    fn postgres_disagrees(sql: &str, wait_for_job: bool) -> Option<String> {
+        // DSQL-only syntax does not parse here; PostgreSQL would not run it either.
+        let parsed = pg_query::parse(sql, 0).ok()?;
+        if parsed.protobuf.stmts.len() > 1 {
+            return Some(format!(
+                "PostgreSQL reads {} statements",
+                parsed.protobuf.stmts.len()
+            ));
+        }
+        for f in parsed.call_functions() {
+            let base = f.rsplit('.').next().unwrap_or(&f);
+            if names::classify_function(base) == FunctionClass::Dangerous {
+                return Some(format!("PostgreSQL reads a call to {f}"));
+            }
+        }
+        let types = parsed.statement_types();
+        let refused = |t: &str| {
+            matches!(
+                t,
+                "TransactionStmt" | "DoStmt" | "LoadStmt" | "CreateFunctionStmt"
+            ) || (t == "CallStmt" && !wait_for_job)
+        };
+        if types.iter().any(|t| refused(t)) {
+            return Some(format!("PostgreSQL reads {types:?}"));
+        }
+        None
+    }
+
+    fn differential(sql: &str) -> usize {
+        let mut compared = 0;
+        for access in [Access::ReadOnly, Access::ReadWrite] {
+            if let Ok(c) = check(sql, None, Placeholders::Psycopg, access) {
+                if pg_query::parse(&c.sql, 0).is_ok() {
+                    compared += 1;
+                }
+                let wait = c.kind == super::super::StatementKind::WaitForJob;
+                if let Some(why) = postgres_disagrees(&c.sql, wait) {
+                    panic!("{why}: guard accepted {sql:?} as {:?} in {access:?}", c.sql);
+                }
+            }
+        }
+        compared
+    }
+
+    #[test]
+    fn the_oracle_sees_what_it_should() {
+        assert!(postgres_disagrees("CALL p()", false).is_some());
+        assert!(postgres_disagrees("CALL sys.wait_for_job('x')", true).is_none());
+        assert!(postgres_disagrees("SELECT pg_sleep(1)", false).is_some());
+        assert!(postgres_disagrees(r#"SELECT U&"pg_sl\0065ep"(1)"#, false).is_some());
+        assert!(postgres_disagrees("SELECT 1; SELECT 2", false).is_some());
+        assert!(postgres_disagrees("SELECT \"PG_SLEEP\"(1)", false).is_none());
+        assert!(postgres_disagrees("SELECT 'pg_sleep(1)'", false).is_none());
+    }
+
+    #[test]
+    fn guard_and_postgres_agree_on_a_corpus() {
+        let corpus = [
+            "SELECT '\\', pg_sleep(1) --'",
+            "SELECT $1$ pg_sleep(1) $1$",
+            "SELECT 1e'\\' , pg_sleep(1) --'",
+            "SELECT e'\\'', pg_sleep(1) --'",
+            "SELECT 1 /* /* */ pg_sleep(1) */",
+            "SELECT 1 /* /* */, pg_sleep(1) -- */",
+            "SELECT $a$ $b$ $a$, pg_sleep(1) -- $b$",
+            "SELECT U&'\\0027', pg_sleep(1) --'",
+            "SELECT U&'!0027' UESCAPE '!', pg_sleep(1) --'",
+            "SELECT \"a\"\"\", pg_sleep(1) --\"",
+            "SELECT 1 -- \r, pg_sleep(1)",
+            "SELECT x$$ , pg_sleep(1) --$$",
+            "SELECT 1 #- '{a}', pg_sleep(1)",
+            "SELECT 'a' -- \n 'b', pg_sleep(1)",
+        ];
+        for sql in corpus {
+            differential(sql);
+        }
+    }
+
+    #[test]
+    fn guard_and_postgres_agree_on_random_sql() {
+        let mut compared = 0;
+        // POLICY_FUZZ_SEEDS=100000 for a longer local run
+        let seeds = std::env::var("POLICY_FUZZ_SEEDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3000u64);
+        for seed in 0..seeds {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            compared += differential(&structured_sql(&mut rng));
+            let mut rng = fastrand::Rng::with_seed(seed + 1_000_000);
+            compared += differential(&random_sql(&mut rng));
+        }
+        assert!(compared > 500, "only {compared} statements compared");
+    }
 }

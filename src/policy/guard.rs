@@ -65,6 +65,7 @@ pub(crate) fn check(
     // 3. Tokens: placeholders, nesting bound, leftovers of U& the pre-pass missed.
     let tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
     token_checks(&tokens)?;
+    lexers_agree(&text, &tokens)?;
     let highest = highest_placeholder(&tokens)?;
     if highest != expected {
         let msg = match style {
@@ -203,6 +204,105 @@ fn token_checks(tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
         }
     }
     Ok(())
+}
+
+/// Refuses the statement unless sqlparser's tokenizer and the PostgreSQL-rule
+/// lexer in `scan` find the same literals, quoted names and comments. Where
+/// they differ (sqlparser reads `||--` as an operator, PostgreSQL as the start
+/// of a comment), what sqlparser checked is not what PostgreSQL would run.
+fn lexers_agree(text: &str, tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
+    let disagree = |at: usize| {
+        PolicyError::Injection(format!(
+            "SQL could not be parsed unambiguously: quotes or comments near byte {at} read differently by the two lexers"
+        ))
+    };
+    let mine = super::scan::opaque_spans(text)
+        .map_err(|e| PolicyError::Injection(format!("SQL could not be scanned: {e}")))?;
+    // Byte offset of each token's start: a cursor that only moves forward.
+    let starts = token_byte_starts(text, tokens);
+    let mut theirs = Vec::new();
+    for (k, t) in tokens.iter().enumerate() {
+        let opaque = match &t.token {
+            Token::Whitespace(w) => matches!(
+                w,
+                sqlparser::tokenizer::Whitespace::SingleLineComment { .. }
+                    | sqlparser::tokenizer::Whitespace::MultiLineComment(_)
+            ),
+            Token::Word(w) => w.quote_style.is_some(),
+            Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_) => true,
+            _ => false,
+        };
+        if opaque {
+            let end = starts.get(k + 1).copied().unwrap_or(text.len());
+            theirs.push((starts[k], end));
+        }
+    }
+    let norm = |&(start, end): &(usize, usize)| {
+        let span = &text[start..end];
+        // a prefix (E'', N'', X'', B'', U&'') starts the literal one or two bytes early
+        let skip = if span.len() > 2 && span.as_bytes()[..2].eq_ignore_ascii_case(b"u&") {
+            2
+        } else if span.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+            1
+        } else {
+            0
+        };
+        // a line comment ends before its line break, whoever consumed it
+        let end = if span.starts_with("--") {
+            start + span.find(['\n', '\r']).unwrap_or(span.len())
+        } else {
+            end
+        };
+        (start + skip, end)
+    };
+    let mine: Vec<_> = mine.iter().map(norm).collect();
+    let theirs: Vec<_> = theirs.iter().map(norm).collect();
+    if mine != theirs {
+        let at = mine
+            .iter()
+            .zip(&theirs)
+            .find(|(a, b)| a != b)
+            .map(|(a, b)| a.0.min(b.0))
+            .or_else(|| {
+                mine.get(theirs.len())
+                    .or(theirs.get(mine.len()))
+                    .map(|s| s.0)
+            })
+            .unwrap_or(0);
+        return Err(disagree(at));
+    }
+    Ok(())
+}
+
+/// Byte offsets of the tokens' starts (sqlparser gives 1-based line and character column).
+fn token_byte_starts(text: &str, tokens: &[TokenWithSpan]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(tokens.len());
+    let (mut line, mut col, mut byte) = (1u64, 1u64, 0usize);
+    let mut chars = text.char_indices().peekable();
+    for t in tokens {
+        let target = (t.span.start.line, t.span.start.column);
+        while (line, col) < target {
+            match chars.next() {
+                Some((_, '\n')) => {
+                    line += 1;
+                    col = 1;
+                }
+                Some(_) => col += 1,
+                None => break,
+            }
+            byte = chars.peek().map_or(text.len(), |&(i, _)| i);
+        }
+        out.push(byte);
+    }
+    out
 }
 
 fn valid_dollar_tag(tag: &str) -> bool {
@@ -792,74 +892,36 @@ fn is_false_word(s: &str) -> bool {
 }
 
 /// Statement kinds PostgreSQL/DSQL know that the guard lets through when writes
-/// are allowed (the rule checker then applies DSQL's own restrictions). Others
-/// are dialects' statements sqlparser knows but PostgreSQL does not.
+/// are allowed (the rule checker then applies DSQL's own restrictions): every schema
+/// change (`is_ddl`), plus the data and session statements below. Others are dialects'
+/// statements sqlparser knows but PostgreSQL does not. Only reached after
+/// `statement_danger` has refused function/procedure definitions, LOAD, CALL, COPY PROGRAM.
 fn rw_allowed(s: &Statement) -> bool {
     use Statement as S;
-    matches!(
-        s,
-        S::Query(_)
-            | S::Insert(_)
-            | S::Update(_)
-            | S::Delete(_)
-            | S::Merge(_)
-            | S::Copy { .. }
-            | S::Explain { .. }
-            | S::Analyze(_)
-            | S::Vacuum(_)
-            | S::Truncate(_)
-            | S::Set(_)
-            | S::Reset(_)
-            | S::Discard { .. }
-            | S::LISTEN { .. }
-            | S::UNLISTEN { .. }
-            | S::Lock(_)
-            | S::Prepare { .. }
-            | S::Deallocate { .. }
-            | S::Declare { .. }
-            | S::Fetch { .. }
-            | S::Close { .. }
-            | S::Comment { .. }
-            | S::CreateTable(_)
-            | S::CreateIndex(_)
-            | S::CreateView(_)
-            | S::CreateSequence { .. }
-            | S::CreateSchema { .. }
-            | S::CreateRole(_)
-            | S::CreateDomain(_)
-            | S::CreateStatistics(_)
-            | S::CreateExtension(_)
-            | S::CreateTrigger(_)
-            | S::CreatePolicy(_)
-            | S::CreateDatabase { .. }
-            | S::CreateType { .. }
-            | S::CreateServer(_)
-            | S::CreateUser(_)
-            | S::AlterTable(_)
-            | S::AlterIndex { .. }
-            | S::AlterView { .. }
-            | S::AlterViewOperation { .. }
-            | S::AlterSequence(_)
-            | S::AlterStatistics(_)
-            | S::AlterRole { .. }
-            | S::AlterSchema(_)
-            | S::AlterType(_)
-            | S::AlterFunction(_)
-            | S::AlterPolicy(_)
-            | S::AlterUser(_)
-            | S::AlterDefaultPrivileges { .. }
-            | S::Drop { .. }
-            | S::DropFunction(_)
-            | S::DropDomain(_)
-            | S::DropTrigger(_)
-            | S::DropPolicy(_)
-            | S::DropExtension(_)
-            | S::DropProcedure { .. }
-            | S::Grant(_)
-            | S::Revoke(_)
-            | S::AwsIamGrant { .. }
-            | S::AwsIamRevoke { .. }
-    )
+    is_ddl(s)
+        || matches!(
+            s,
+            S::Query(_)
+                | S::Insert(_)
+                | S::Update(_)
+                | S::Delete(_)
+                | S::Merge(_)
+                | S::Copy { .. }
+                | S::Explain { .. }
+                | S::Analyze(_)
+                | S::Vacuum(_)
+                | S::Set(_)
+                | S::Reset(_)
+                | S::Discard { .. }
+                | S::LISTEN { .. }
+                | S::UNLISTEN { .. }
+                | S::Lock(_)
+                | S::Prepare { .. }
+                | S::Deallocate { .. }
+                | S::Declare { .. }
+                | S::Fetch { .. }
+                | S::Close { .. }
+        )
 }
 
 /// How the executor should run a statement allowed in read-write mode.

@@ -31,15 +31,23 @@ pub(crate) fn lint(sql: &str, fix: bool) -> Value {
     if sql.trim().is_empty() {
         return result(Vec::new(), None, (0, 0, 0));
     }
-    if let Some(d) = too_complex(sql) {
-        return result(vec![d], fix.then(|| sql.to_owned()), (1, 0, 0));
-    }
     // Long lines are broken at token boundaries first (see `scan::reflow`);
     // diagnostics are mapped back to the caller's line numbers.
     let (text, lines) = match scan::reflow(sql, MAX_LINE) {
         Ok(r) => r,
         Err(_) => (sql.to_owned(), Vec::new()),
     };
+    if let Some(why) = too_complex(&text) {
+        let d = json!({
+            "rule": "parse_error",
+            "line": 1,
+            "message": why,
+            "suggestion": "Split the statement or simplify the expression, and put it on several lines.",
+            "fix_result": {"status": "unfixable"},
+            "statement_preview": preview(sql),
+        });
+        return result(vec![d], fix.then(|| sql.to_owned()), (1, 0, 0));
+    }
     let (mut diagnostics, fixed_sql) = if fix {
         let out = dsql_lint::fix_sql(&text);
         (out.diagnostics, Some(out.sql))
@@ -103,22 +111,35 @@ pub(crate) fn preview(statement: &str) -> String {
     }
 }
 
-/// dsql-lint builds trees as deep as the input's operator chains; refuse inputs
-/// that would overflow the stack instead of crashing the server.
-fn too_complex(sql: &str) -> Option<Value> {
-    let tokens = guard::tokenize(sql).ok()?;
-    if guard::longest_run(&tokens) <= guard::MAX_TOKEN_RUN {
-        return None;
-    }
-    Some(json!({
-        "rule": "parse_error",
-        "line": 1,
-        "message": format!(
+/// Why dsql-lint should not be run on `text`, if it should not.
+///
+/// dsql-lint builds trees as deep as the input's operator chains (which could
+/// overflow the stack), and its cost grows with the square of the length of a
+/// line full of tokens that `scan::reflow` found no place to break (`1+1+…`).
+pub(crate) fn too_complex(text: &str) -> Option<String> {
+    let tokens = guard::tokenize(text).ok()?;
+    if guard::longest_run(&tokens) > guard::MAX_TOKEN_RUN {
+        return Some(format!(
             "SQL is too complex to lint safely: more than {} tokens in one expression without a comma",
             guard::MAX_TOKEN_RUN
-        ),
-        "suggestion": "Split the statement or simplify the expression.",
-        "fix_result": {"status": "unfixable"},
-        "statement_preview": preview(sql),
-    }))
+        ));
+    }
+    let mut count: u64 = 0;
+    let mut cost: u64 = 0;
+    for t in &tokens {
+        if !matches!(t.token, sqlparser::tokenizer::Token::Whitespace(_)) {
+            count += 1;
+            cost += t.span.start.column;
+        }
+    }
+    if cost > MAX_COST_PER_TOKEN * count + MAX_COST_BASE {
+        return Some(
+            "SQL is too complex to lint safely: a very long line packed with tokens".to_string(),
+        );
+    }
+    None
 }
+
+/// Budget for dsql-lint's column-to-offset walks (characters per token, plus a base).
+const MAX_COST_PER_TOKEN: u64 = 2_000;
+const MAX_COST_BASE: u64 = 20_000_000;

@@ -48,7 +48,8 @@ pub(crate) fn translate_psycopg(sql: &str) -> Result<Translated, String> {
             }
             Some(other) => {
                 return Err(format!(
-                    "Invalid placeholder syntax: only %s, %b and %t are placeholders (write %% for a literal %), got %{other}"
+                    "Invalid placeholder syntax: only %s, %b and %t are placeholders (write %% for a literal %), got {:?}",
+                    format!("%{other}")
                 ));
             }
         }

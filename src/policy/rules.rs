@@ -71,6 +71,21 @@ pub(crate) fn problems(statements: &[&str], rules: RuleSet) -> Vec<Problem> {
         } else {
             (String::new(), Vec::new())
         };
+        let refused = if lint_it {
+            lint::too_complex(&reflowed)
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            out.push(Problem {
+                statement: n,
+                rule: "parse_error".into(),
+                line: 1,
+                message: why,
+                suggestion: "Split the statement or simplify the expression.".into(),
+            });
+            continue;
+        }
         let diagnostics = if lint_it {
             dsql_lint::lint_sql(&reflowed)
         } else {

@@ -128,6 +128,38 @@ pub(crate) fn reflow(sql: &str, max: usize) -> Result<(String, Vec<usize>), Stri
     Ok((sink.out, sink.lines))
 }
 
+/// Byte ranges of the literals, quoted names and comments in `sql`, as this
+/// lexer (which follows PostgreSQL's rules) reads them. The guard compares them
+/// with sqlparser's tokens and refuses the statement when the two disagree.
+pub(crate) fn opaque_spans(sql: &str) -> Result<Vec<(usize, usize)>, String> {
+    struct Spans<'a> {
+        base: &'a str,
+        spans: Vec<(usize, usize)>,
+    }
+    impl Spans<'_> {
+        fn add(&mut self, text: &str) {
+            let start = text.as_ptr() as usize - self.base.as_ptr() as usize;
+            self.spans.push((start, start + text.len()));
+        }
+    }
+    impl Sink for Spans<'_> {
+        fn opaque(&mut self, text: &str) {
+            self.add(text);
+        }
+        fn code(&mut self, _text: &str) {}
+        fn space(&mut self, _run: &str) {}
+        fn unicode(&mut self, original: &str, _decoded: &str, _quote: u8) {
+            self.add(original);
+        }
+    }
+    let mut sink = Spans {
+        base: sql,
+        spans: Vec::new(),
+    };
+    walk(sql, &mut sink)?;
+    Ok(sink.spans)
+}
+
 /// The lexer: one linear pass that tells code from literals, names and comments.
 pub(crate) fn walk(sql: &str, sink: &mut impl Sink) -> Result<(), String> {
     let b = sql.as_bytes();
@@ -151,7 +183,7 @@ pub(crate) fn walk(sql: &str, sink: &mut impl Sink) -> Result<(), String> {
                 prev = Prev::Word;
             }
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                let end = sql[i..].find('\n').map_or(n, |p| i + p);
+                let end = sql[i..].find(['\n', '\r']).map_or(n, |p| i + p);
                 sink.opaque(&sql[i..end]);
                 i = end;
                 prev = Prev::Other;
@@ -551,6 +583,15 @@ SELECT 1"#,
         ] {
             assert!(normalize(s).is_err(), "{s}");
         }
+    }
+
+    #[test]
+    fn line_comments_end_at_carriage_returns_too() {
+        // PostgreSQL ends a `--` comment at \n or \r.
+        assert_eq!(
+            normalize("SELECT 1 -- x\rU&\"pg_sl\\0065ep\"(1)").unwrap(),
+            "SELECT 1 -- x\r\"pg_sleep\"(1)"
+        );
     }
 
     #[test]
