@@ -30,31 +30,32 @@ pub const DEFAULT_KNOWLEDGE_SERVER: &str = "https://xmfe3hc3pk.execute-api.us-ea
 )]
 pub struct Args {
     /// Cluster endpoint, e.g. <id>.dsql.us-east-1.on.aws (env CLUSTER also accepts a bare cluster id).
-    #[arg(long = "cluster_endpoint", value_name = "HOST")]
+    #[arg(global = true, long = "cluster_endpoint", value_name = "HOST")]
     pub cluster_endpoint: Option<String>,
 
     /// Database user; `admin` mints DbConnectAdmin tokens, any other role DbConnect.
-    #[arg(long = "database_user", value_name = "USER")]
+    #[arg(global = true, long = "database_user", value_name = "USER")]
     pub database_user: Option<String>,
 
     /// AWS region of the cluster (env REGION, then AWS_REGION).
-    #[arg(long = "region", value_name = "REGION")]
+    #[arg(global = true, long = "region", value_name = "REGION")]
     pub region: Option<String>,
 
     /// Allow write operations (transact/execute); without it every call is read-only.
-    #[arg(long = "allow-writes")]
+    #[arg(global = true, long = "allow-writes")]
     pub allow_writes: bool,
 
     /// AWS profile for credentials (env AWS_PROFILE).
-    #[arg(long = "profile", value_name = "PROFILE")]
+    #[arg(global = true, long = "profile", value_name = "PROFILE")]
     pub profile: Option<String>,
 
     /// Remote knowledge server for the documentation tools (https only).
-    #[arg(long = "knowledge-server", value_name = "URL", default_value = DEFAULT_KNOWLEDGE_SERVER)]
+    #[arg(global = true, long = "knowledge-server", value_name = "URL", default_value = DEFAULT_KNOWLEDGE_SERVER)]
     pub knowledge_server: String,
 
     /// Timeout in seconds for knowledge-server requests.
     #[arg(
+        global = true,
         long = "knowledge-timeout",
         value_name = "SECONDS",
         default_value_t = 30.0,
@@ -63,22 +64,33 @@ pub struct Args {
     pub knowledge_timeout: f64,
 
     /// Database port (DSQL listens on 5432; change it only for a local stand-in).
-    #[arg(long = "port", value_name = "PORT", default_value_t = 5432)]
+    #[arg(
+        global = true,
+        long = "port",
+        value_name = "PORT",
+        default_value_t = 5432
+    )]
     pub port: u16,
 
     /// PEM file of the CA that signs the server certificate, instead of the system and
     /// webpki roots (for a local stand-in). Verification is always on.
-    #[arg(long = "ssl-root-cert", value_name = "PATH", env = "PGSSLROOTCERT")]
+    #[arg(
+        global = true,
+        long = "ssl-root-cert",
+        value_name = "PATH",
+        env = "PGSSLROOTCERT"
+    )]
     pub ssl_root_cert: Option<PathBuf>,
 
     /// Which DSQL rules the checker enforces: `power` (default: what the cluster refuses
     /// plus the power's policy on foreign keys and JSON columns) or `cluster`.
-    #[arg(long = "rules", value_name = "SET", env = "DSQL_RULES", value_parser = parse_rules, default_value = "power")]
+    #[arg(global = true, long = "rules", value_name = "SET", env = "DSQL_RULES", value_parser = parse_rules, default_value = "power")]
     pub rules: RuleSet,
 
     /// Bound on every tool call, retries included; the running statement is cancelled on the
     /// server when it expires. Below agent hosts' own 60 s request timeout.
     #[arg(
+        global = true,
         long = "query-timeout",
         value_name = "SECONDS",
         default_value_t = 50.0,
@@ -87,24 +99,70 @@ pub struct Args {
     pub query_timeout: f64,
 
     /// Rows kept from one result; the rest is cut and the result says so.
-    #[arg(long = "max-rows", value_name = "N", default_value_t = 1000)]
+    #[arg(
+        global = true,
+        long = "max-rows",
+        value_name = "N",
+        default_value_t = 1000
+    )]
     pub max_rows: usize,
 
     /// Bytes of row JSON kept from one result.
-    #[arg(long = "max-result-bytes", value_name = "BYTES", default_value_t = 1 << 20)]
+    #[arg(global = true, long = "max-result-bytes", value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_result_bytes: usize,
 
     /// Re-runs of a unit after an OCC conflict (SQLSTATE 40001) or a waking cluster.
-    #[arg(long = "occ-retries", value_name = "N", default_value_t = 3)]
+    #[arg(
+        global = true,
+        long = "occ-retries",
+        value_name = "N",
+        default_value_t = 3
+    )]
     pub occ_retries: u32,
 
     /// First backoff delay in milliseconds; doubles per retry, with jitter.
-    #[arg(long = "occ-backoff-ms", value_name = "MS", default_value_t = 100)]
+    #[arg(
+        global = true,
+        long = "occ-backoff-ms",
+        value_name = "MS",
+        default_value_t = 100
+    )]
     pub occ_backoff_ms: u64,
 
     /// Longest backoff delay in milliseconds.
-    #[arg(long = "occ-backoff-max-ms", value_name = "MS", default_value_t = 5000)]
+    #[arg(
+        global = true,
+        long = "occ-backoff-max-ms",
+        value_name = "MS",
+        default_value_t = 5000
+    )]
     pub occ_backoff_max_ms: u64,
+
+    /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
+    /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally").
+    #[arg(global = true, long = "local", conflicts_with = "cluster_endpoint")]
+    pub local: bool,
+
+    /// With --local: keep the sandbox's data in this folder between runs.
+    #[arg(
+        global = true,
+        long = "local-dir",
+        value_name = "PATH",
+        requires = "local"
+    )]
+    pub local_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of serving MCP.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Diagnose the configuration (the same flags and environment as serving): endpoint,
+    /// credentials, TLS, connection, server version, tables, and a timed `SELECT 1`.
+    /// Prints one line per check; exit code 0 only when all pass.
+    Check,
 }
 
 fn parse_rules(s: &str) -> Result<RuleSet, String> {
@@ -539,6 +597,21 @@ mod tests {
             err.to_string(),
             "Knowledge timeout must be positive. Got: -1.5"
         );
+    }
+
+    #[test]
+    fn local_and_check_parse_in_any_order() {
+        let a = args(&["check", "--local", "--allow-writes"]);
+        assert_eq!(a.command, Some(Command::Check));
+        assert!(a.local && a.allow_writes);
+        let a = args(&["--local", "check"]);
+        assert!(a.local);
+        assert_eq!(a.command, Some(Command::Check));
+        let a = args(&["--local", "--local-dir", "/tmp/kept"]);
+        assert_eq!(a.local_dir, Some(PathBuf::from("/tmp/kept")));
+        assert_eq!(a.command, None);
+        assert!(Args::try_parse_from(["x", "--local-dir", "/tmp/kept"]).is_err());
+        assert!(Args::try_parse_from(["x", "--local", "--cluster_endpoint", "h"]).is_err());
     }
 
     #[test]

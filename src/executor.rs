@@ -299,11 +299,16 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// How often the cancel request is repeated while the statement has not stopped.
 const CANCEL_REPEAT: Duration = Duration::from_millis(500);
 
+/// Rewrites one statement before it is prepared (the `--local` sandbox's DSQL emulation):
+/// `Ok(None)` keeps it, `Ok(Some(sql))` replaces it, `Err` refuses the unit with that error.
+pub type Rewriter = Arc<dyn Fn(&str) -> Result<Option<String>, DbError> + Send + Sync>;
+
 /// Runs units of work on pooled connections.
 pub struct Executor {
     pool: Arc<Pool>,
     limits: Limits,
     retry: RetryPolicy,
+    rewriter: Option<Rewriter>,
 }
 
 impl Executor {
@@ -312,7 +317,14 @@ impl Executor {
             pool,
             limits,
             retry,
+            rewriter: None,
         }
+    }
+
+    /// Applies `rewriter` to every statement of every unit, before it is prepared.
+    pub fn with_rewriter(mut self, rewriter: Rewriter) -> Executor {
+        self.rewriter = Some(rewriter);
+        self
     }
 
     pub fn pool(&self) -> &Pool {
@@ -331,6 +343,16 @@ impl Executor {
     /// Runs `work` to completion, retrying as the module doc says. Returns one outcome per
     /// statement when `work.keep_all`, else only the last statement's.
     pub async fn run_all(&self, work: &Work, ctl: &Control<'_>) -> Result<Vec<Outcome>, ExecError> {
+        let mut rewritten = None;
+        if let Some(rewrite) = &self.rewriter {
+            for (index, statement) in work.statements.iter().enumerate() {
+                let error = |error| ExecError::Statement { index, error };
+                if let Some(sql) = rewrite(&statement.sql).map_err(error)? {
+                    rewritten.get_or_insert_with(|| work.clone()).statements[index].sql = sql;
+                }
+            }
+        }
+        let work = rewritten.as_ref().unwrap_or(work);
         let deadline = Instant::now() + self.limits.timeout;
         let mut reconnected = false;
         let mut retries = 0;

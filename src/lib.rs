@@ -3,11 +3,13 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the path of one tool call.
 
+pub mod check;
 pub mod config;
 pub mod connection;
 pub mod executor;
 pub mod knowledge;
 pub mod policy;
+pub mod sandbox;
 pub mod server;
 pub mod tools;
 pub mod value;

@@ -1,16 +1,21 @@
-//! Entry point: parse the command line, start logging to stderr, serve MCP on stdio.
+//! Entry point: parse the command line, start logging to stderr, then serve MCP on stdio
+//! (against a cluster, or the `--local` sandbox) or run the `check` command.
 
 // rmcp's service future nests deeply enough to exceed the default layout depth.
 #![recursion_limit = "256"]
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use rmcp::ServiceExt;
 
-use aurora_dsql_mcp_server::config::{Args, Config, Env};
+use aurora_dsql_mcp_server::check;
+use aurora_dsql_mcp_server::config::{Args, Command, Config, Env};
 use aurora_dsql_mcp_server::connection::pool;
+use aurora_dsql_mcp_server::connection::token::TokenMinter;
 use aurora_dsql_mcp_server::executor::Executor;
+use aurora_dsql_mcp_server::sandbox::{self, Sandbox};
 use aurora_dsql_mcp_server::server::DsqlServer;
 use aurora_dsql_mcp_server::tools::Toolbox;
 
@@ -26,13 +31,6 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let config = match Config::from_args(args, &Env::from_process()) {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("aurora-dsql-mcp-server: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,28 +41,125 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(run(args))
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let executor = match &config.database {
-        Some(db) => match pool::build(db, config.access) {
-            Ok(pool) => {
+async fn run(mut args: Args) -> ExitCode {
+    let checking = args.command == Some(Command::Check);
+    let env = Env::from_process();
+    // Listen for SIGINT/SIGTERM before anything is started, so none of it is left behind.
+    let mut stop = match Stop::listen() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("aurora-dsql-mcp-server: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+
+    let mut sandbox = None;
+    let mut sandbox_error = None;
+    if args.local {
+        let dir = args.local_dir.clone();
+        match tokio::task::spawn_blocking(move || Sandbox::start(dir)).await {
+            Ok(Ok(sb)) => {
                 tracing::info!(
-                    endpoint = %db.endpoint, port = db.port, user = %db.user, region = %db.region,
-                    access = ?config.access, "database configured"
+                    port = sb.port(),
+                    folder = %sb.cluster().root().display(),
+                    kept = sb.cluster().kept(),
+                    "local sandbox started"
                 );
-                Some(std::sync::Arc::new(Executor::new(
-                    pool,
-                    config.limits,
-                    config.retry,
-                )))
+                let region = args
+                    .region
+                    .clone()
+                    .or_else(|| env.region.clone())
+                    .or_else(|| env.aws_region.clone())
+                    .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned());
+                args.cluster_endpoint = Some("localhost".into());
+                args.port = sb.port();
+                args.database_user = Some("admin".into());
+                args.region = Some(region);
+                args.ssl_root_cert = Some(sb.ca_path().to_path_buf());
+                sandbox = Some(sb);
             }
-            Err(e) => {
-                eprintln!("aurora-dsql-mcp-server: {e}");
-                return ExitCode::from(1);
+            Ok(Err(e)) => sandbox_error = Some(e.to_string()),
+            Err(e) => sandbox_error = Some(format!("the sandbox start-up panicked: {e}")),
+        }
+        if let Some(e) = &sandbox_error
+            && !checking
+        {
+            eprintln!("aurora-dsql-mcp-server: --local: {e}");
+            return ExitCode::from(1);
+        }
+    }
+
+    let code = match Config::from_args(args, &env) {
+        Err(e) if checking => check::config_failed(&e),
+        Err(e) => {
+            eprintln!("aurora-dsql-mcp-server: {e}");
+            ExitCode::from(1)
+        }
+        Ok(config) => {
+            let minter = match (&sandbox, &config.database) {
+                (Some(_), Some(db)) => Some(TokenMinter::with_sdk_config(
+                    db,
+                    sandbox::sdk_config(&db.region).await,
+                )),
+                _ => None,
+            };
+            if checking {
+                let local = match (&sandbox, sandbox_error) {
+                    (Some(sb), _) => check::Local::Started(sb),
+                    (None, Some(e)) => check::Local::Failed(e),
+                    (None, None) => check::Local::No,
+                };
+                tokio::select! {
+                    code = check::run(&config, local, minter) => code,
+                    _ = stop.signalled() => ExitCode::from(130),
+                }
+            } else {
+                serve(config, minter, sandbox.is_some(), &mut stop).await
             }
-        },
+        }
+    };
+    if let Some(sb) = sandbox {
+        // Stopping PostgreSQL waits for it: keep that off the async workers.
+        let _ = tokio::task::spawn_blocking(move || drop(sb)).await;
+    }
+    code
+}
+
+async fn serve(
+    config: Config,
+    minter: Option<TokenMinter>,
+    local: bool,
+    stop: &mut Stop,
+) -> ExitCode {
+    let executor = match &config.database {
+        Some(db) => {
+            let built = match minter {
+                Some(minter) => {
+                    pool::Manager::with_minter(db, config.access, minter).and_then(pool::build_with)
+                }
+                None => pool::build(db, config.access),
+            };
+            match built {
+                Ok(pool) => {
+                    tracing::info!(
+                        endpoint = %db.endpoint, port = db.port, user = %db.user, region = %db.region,
+                        access = ?config.access, local, "database configured"
+                    );
+                    let mut executor = Executor::new(pool, config.limits, config.retry);
+                    if local {
+                        executor = executor.with_rewriter(sandbox::rewriter());
+                    }
+                    Some(Arc::new(executor))
+                }
+                Err(e) => {
+                    eprintln!("aurora-dsql-mcp-server: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
         None => {
             tracing::warn!(
                 missing = %config.missing.join(", "),
@@ -74,14 +169,31 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let server = DsqlServer::new(Toolbox { config, executor });
-    let running = match server.serve(rmcp::transport::stdio()).await {
-        Ok(running) => running,
-        Err(e) => {
-            tracing::error!("MCP session could not start: {e}");
-            return ExitCode::from(1);
+    let running = tokio::select! {
+        running = server.serve(rmcp::transport::stdio()) => match running {
+            Ok(running) => running,
+            Err(e) => {
+                tracing::error!("MCP session could not start: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        signal = stop.signalled() => {
+            tracing::info!(signal, "stopping");
+            return ExitCode::SUCCESS;
         }
     };
-    match running.waiting().await {
+    let cancel = running.cancellation_token();
+    let waiting = running.waiting();
+    tokio::pin!(waiting);
+    let ended = tokio::select! {
+        ended = &mut waiting => ended,
+        signal = stop.signalled() => {
+            tracing::info!(signal, "stopping");
+            cancel.cancel();
+            waiting.await
+        }
+    };
+    match ended {
         Ok(reason) => {
             tracing::info!(?reason, "MCP session ended");
             ExitCode::SUCCESS
@@ -89,6 +201,30 @@ async fn serve(config: Config) -> ExitCode {
         Err(e) => {
             tracing::error!("MCP session failed: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, caught so that the sandbox is stopped and removed on the way out.
+struct Stop {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Stop {
+    fn listen() -> std::io::Result<Stop> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Stop {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Resolves with the signal's name when one arrives.
+    async fn signalled(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
     }
 }

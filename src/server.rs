@@ -137,8 +137,9 @@ fn rank(level: LoggingLevel) -> u8 {
 }
 
 /// Pretty JSON as the reference prints it (two-space indent, non-ASCII kept).
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+fn pretty<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    // Serializing a JSON value or map cannot fail (keys are strings).
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
 /// Turns a tool's output into the MCP result.
@@ -147,7 +148,7 @@ pub fn shape(output: Output) -> CallToolResult {
         Output::Rows { rows, truncated } => {
             let mut content: Vec<ContentBlock> = rows
                 .iter()
-                .map(|row| ContentBlock::text(pretty(&Value::Object(row.clone()))))
+                .map(|row| ContentBlock::text(pretty(row)))
                 .collect();
             let kept = rows.len();
             let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();

@@ -93,6 +93,15 @@ pub enum ConnectError {
 
 impl Manager {
     pub fn new(db: &Database, access: Access) -> Result<Manager, tls::TlsError> {
+        Manager::with_minter(db, access, TokenMinter::new(db))
+    }
+
+    /// A manager whose tokens come from `minter` (the `--local` sandbox's offline credentials).
+    pub fn with_minter(
+        db: &Database,
+        access: Access,
+        minter: TokenMinter,
+    ) -> Result<Manager, tls::TlsError> {
         let mut base = tokio_postgres::Config::new();
         base.host(&db.endpoint)
             .port(db.port)
@@ -107,7 +116,7 @@ impl Manager {
         Ok(Manager {
             base,
             tls,
-            minter: TokenMinter::new(db),
+            minter,
             opened: AtomicU64::new(0),
             read_only_sessions: access == Access::ReadOnly,
         })
@@ -204,7 +213,12 @@ pub type Pooled = managed::Object<Manager>;
 
 /// Builds the pool; no connection is opened until the first tool call needs one.
 pub fn build(db: &Database, access: Access) -> Result<Arc<Pool>, tls::TlsError> {
-    managed::Pool::builder(Manager::new(db, access)?)
+    build_with(Manager::new(db, access)?)
+}
+
+/// Builds the pool around a given manager.
+pub fn build_with(manager: Manager) -> Result<Arc<Pool>, tls::TlsError> {
+    managed::Pool::builder(manager)
         .max_size(MAX_SIZE)
         .runtime(deadpool::Runtime::Tokio1)
         .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(5)))

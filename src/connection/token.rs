@@ -99,7 +99,8 @@ impl TokenMinter {
         self.action
     }
 
-    async fn sdk_config(&self) -> &SdkConfig {
+    /// The SDK configuration tokens are signed with (loaded on first use).
+    pub async fn sdk_config(&self) -> &SdkConfig {
         self.sdk
             .get_or_init(|| async {
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())

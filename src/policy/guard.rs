@@ -892,74 +892,36 @@ fn is_false_word(s: &str) -> bool {
 }
 
 /// Statement kinds PostgreSQL/DSQL know that the guard lets through when writes
-/// are allowed (the rule checker then applies DSQL's own restrictions). Others
-/// are dialects' statements sqlparser knows but PostgreSQL does not.
+/// are allowed (the rule checker then applies DSQL's own restrictions): every schema
+/// change (`is_ddl`), plus the data and session statements below. Others are dialects'
+/// statements sqlparser knows but PostgreSQL does not. Only reached after
+/// `statement_danger` has refused function/procedure definitions, LOAD, CALL, COPY PROGRAM.
 fn rw_allowed(s: &Statement) -> bool {
     use Statement as S;
-    matches!(
-        s,
-        S::Query(_)
-            | S::Insert(_)
-            | S::Update(_)
-            | S::Delete(_)
-            | S::Merge(_)
-            | S::Copy { .. }
-            | S::Explain { .. }
-            | S::Analyze(_)
-            | S::Vacuum(_)
-            | S::Truncate(_)
-            | S::Set(_)
-            | S::Reset(_)
-            | S::Discard { .. }
-            | S::LISTEN { .. }
-            | S::UNLISTEN { .. }
-            | S::Lock(_)
-            | S::Prepare { .. }
-            | S::Deallocate { .. }
-            | S::Declare { .. }
-            | S::Fetch { .. }
-            | S::Close { .. }
-            | S::Comment { .. }
-            | S::CreateTable(_)
-            | S::CreateIndex(_)
-            | S::CreateView(_)
-            | S::CreateSequence { .. }
-            | S::CreateSchema { .. }
-            | S::CreateRole(_)
-            | S::CreateDomain(_)
-            | S::CreateStatistics(_)
-            | S::CreateExtension(_)
-            | S::CreateTrigger(_)
-            | S::CreatePolicy(_)
-            | S::CreateDatabase { .. }
-            | S::CreateType { .. }
-            | S::CreateServer(_)
-            | S::CreateUser(_)
-            | S::AlterTable(_)
-            | S::AlterIndex { .. }
-            | S::AlterView { .. }
-            | S::AlterViewOperation { .. }
-            | S::AlterSequence(_)
-            | S::AlterStatistics(_)
-            | S::AlterRole { .. }
-            | S::AlterSchema(_)
-            | S::AlterType(_)
-            | S::AlterFunction(_)
-            | S::AlterPolicy(_)
-            | S::AlterUser(_)
-            | S::AlterDefaultPrivileges { .. }
-            | S::Drop { .. }
-            | S::DropFunction(_)
-            | S::DropDomain(_)
-            | S::DropTrigger(_)
-            | S::DropPolicy(_)
-            | S::DropExtension(_)
-            | S::DropProcedure { .. }
-            | S::Grant(_)
-            | S::Revoke(_)
-            | S::AwsIamGrant { .. }
-            | S::AwsIamRevoke { .. }
-    )
+    is_ddl(s)
+        || matches!(
+            s,
+            S::Query(_)
+                | S::Insert(_)
+                | S::Update(_)
+                | S::Delete(_)
+                | S::Merge(_)
+                | S::Copy { .. }
+                | S::Explain { .. }
+                | S::Analyze(_)
+                | S::Vacuum(_)
+                | S::Set(_)
+                | S::Reset(_)
+                | S::Discard { .. }
+                | S::LISTEN { .. }
+                | S::UNLISTEN { .. }
+                | S::Lock(_)
+                | S::Prepare { .. }
+                | S::Deallocate { .. }
+                | S::Declare { .. }
+                | S::Fetch { .. }
+                | S::Close { .. }
+        )
 }
 
 /// How the executor should run a statement allowed in read-write mode.

@@ -1,0 +1,534 @@
+//! `aurora-dsql-mcp-server check`: diagnoses a configuration the way a user needs when
+//! their agent says "no tools" or "connection closed".
+//!
+//! It resolves the configuration exactly as serving does (same flags and environment),
+//! then walks the path of a first tool call one step at a time, so the first step that
+//! fails is the one named: configuration → credentials → token → TCP → TLS (handshake and
+//! certificate chain, verified as the server verifies) → connection (token accepted) →
+//! server version → tables → a timed `SELECT 1`. Each step prints one line, `OK` or
+//! `FAIL` with the fix; steps that cannot run after a failure print `SKIP`. Secrets are
+//! never printed: credentials are named by their provider only.
+//!
+//! This is a command-line mode, not MCP: it prints to stdout.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_credential_types::provider::ProvideCredentials;
+use deadpool::managed::Manager as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::{Config, Database};
+use crate::connection::pool::{Manager, PgConnection};
+use crate::connection::token::{Action, TOKEN_LIFETIME, TokenMinter};
+use crate::connection::{ConnectError, DbError, tls};
+use crate::sandbox::Sandbox;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Prints the report of each step as it completes; counts failures.
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn ok(&mut self, step: &str, detail: impl AsRef<str>) {
+        println!("OK    {step}: {}", detail.as_ref()); // stdout-ok
+    }
+
+    fn fail(&mut self, step: &str, problem: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.failed += 1;
+        println!("FAIL  {step}: {} | fix: {}", problem.as_ref(), fix.as_ref()); // stdout-ok
+    }
+
+    fn skip(&mut self, steps: &[&str], why: &str) {
+        for step in steps {
+            println!("SKIP  {step}: not run ({why})"); // stdout-ok
+        }
+    }
+
+    fn finish(self) -> ExitCode {
+        if self.failed == 0 {
+            println!("all checks passed"); // stdout-ok
+            ExitCode::SUCCESS
+        } else {
+            println!("{} check(s) failed", self.failed); // stdout-ok
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The report when the flags and environment themselves are invalid.
+pub fn config_failed(e: &crate::config::ConfigError) -> ExitCode {
+    let mut report = Report { failed: 0 };
+    report.fail(
+        "configuration",
+        e.to_string(),
+        "correct the flag or environment variable named (see --help)",
+    );
+    report.finish()
+}
+
+/// How the sandbox start went, for `check --local`.
+pub enum Local<'a> {
+    /// Not `--local`.
+    No,
+    Started(&'a Sandbox),
+    Failed(String),
+}
+
+/// Runs every check and prints the report. `minter` signs tokens as serving would.
+pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>) -> ExitCode {
+    let mut report = Report { failed: 0 };
+    const AFTER_CONFIG: &[&str] = &[
+        "credentials",
+        "token",
+        "tcp",
+        "tls",
+        "connect",
+        "server version",
+        "tables",
+        "select 1",
+    ];
+    match local {
+        Local::No => {}
+        Local::Started(sandbox) => {
+            let cluster = sandbox.cluster();
+            report.ok(
+                "sandbox",
+                format!(
+                    "PostgreSQL from {} on 127.0.0.1:{} in {} ({})",
+                    cluster.bindir().display(),
+                    cluster.port(),
+                    cluster.root().display(),
+                    if cluster.kept() {
+                        "kept between runs"
+                    } else {
+                        "removed at exit"
+                    }
+                ),
+            );
+        }
+        Local::Failed(e) => {
+            report.fail(
+                "sandbox",
+                format!("the local sandbox did not start: {e}"),
+                if e.contains("not found") {
+                    "install the PostgreSQL server package named above"
+                } else {
+                    "check the folder given with --local-dir (writable, and enterable by the `postgres` OS user when run as root) and the PostgreSQL log above"
+                },
+            );
+            report.skip(&[&["endpoint"], AFTER_CONFIG].concat(), "no sandbox");
+            return report.finish();
+        }
+    }
+
+    let Some(db) = &config.database else {
+        report.fail(
+            "endpoint",
+            format!(
+                "no cluster configured (missing: {})",
+                config.missing.join(", ")
+            ),
+            "pass --cluster_endpoint <id>.dsql.<region>.on.aws --region <region> --database_user admin \
+             (or set CLUSTER and REGION), or try the local sandbox: `aurora-dsql-mcp-server check --local`",
+        );
+        report.skip(AFTER_CONFIG, "no cluster configured");
+        return report.finish();
+    };
+    let minter = minter.unwrap_or_else(|| TokenMinter::new(db));
+    report.ok(
+        "endpoint",
+        format!(
+            "{} port {}, region {}, user {}, token action {}",
+            db.endpoint,
+            db.port,
+            db.region,
+            db.user,
+            match Action::for_user(&db.user) {
+                Action::DbConnectAdmin => "DbConnectAdmin (admin)",
+                Action::DbConnect => "DbConnect (custom role)",
+            }
+        ),
+    );
+
+    if !credentials(&mut report, db, &minter).await {
+        report.skip(&AFTER_CONFIG[1..], "no credentials");
+        return report.finish();
+    }
+    match minter.mint().await {
+        Ok(_) => report.ok(
+            "token",
+            format!(
+                "signed locally, valid {} s for connecting (a fresh one per connection)",
+                TOKEN_LIFETIME.as_secs()
+            ),
+        ),
+        Err(e) => {
+            report.fail(
+                "token",
+                e.to_string(),
+                "check the region and the credentials above",
+            );
+            report.skip(&AFTER_CONFIG[2..], "no token");
+            return report.finish();
+        }
+    }
+
+    let Some(stream) = tcp(&mut report, db).await else {
+        report.skip(&AFTER_CONFIG[3..], "the endpoint is unreachable");
+        return report.finish();
+    };
+    if !tls_handshake(&mut report, db, stream).await {
+        report.skip(&AFTER_CONFIG[4..], "TLS failed");
+        return report.finish();
+    }
+
+    let Some(conn) = connect(&mut report, db, config, minter).await else {
+        report.skip(&AFTER_CONFIG[5..], "not connected");
+        return report.finish();
+    };
+    queries(&mut report, &conn).await;
+    report.finish()
+}
+
+async fn credentials(report: &mut Report, db: &Database, minter: &TokenMinter) -> bool {
+    let sdk = minter.sdk_config().await;
+    let profile = db
+        .profile
+        .as_deref()
+        .map(|p| format!(" (profile {p})"))
+        .unwrap_or_default();
+    let fix = "configure AWS credentials: `aws configure` or `aws sso login`, --profile / AWS_PROFILE, \
+               or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY";
+    let Some(provider) = sdk.credentials_provider() else {
+        report.fail("credentials", "no credential provider is configured", fix);
+        return false;
+    };
+    match tokio::time::timeout(STEP_TIMEOUT, provider.provide_credentials()).await {
+        Ok(Ok(creds)) => {
+            let expiry = creds
+                .expiry()
+                .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                .map(|d| format!(", expire in {} min", d.as_secs() / 60))
+                .unwrap_or_default();
+            let provider_name = provider_name(&creds);
+            let placeholder = if provider_name == crate::sandbox::PLACEHOLDER_PROVIDER {
+                " (placeholders: the sandbox accepts any token)"
+            } else {
+                ""
+            };
+            report.ok(
+                "credentials",
+                format!("found{profile} from provider {provider_name}{expiry}{placeholder}"),
+            );
+            true
+        }
+        Ok(Err(e)) => {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                let _ = write!(message, ": {s}");
+                source = s.source();
+            }
+            report.fail(
+                "credentials",
+                format!("none found{profile}: {message}"),
+                fix,
+            );
+            false
+        }
+        Err(_) => {
+            report.fail(
+                "credentials",
+                format!("the credential chain did not answer within {STEP_TIMEOUT:?}{profile}"),
+                fix,
+            );
+            false
+        }
+    }
+}
+
+async fn tcp(report: &mut Report, db: &Database) -> Option<tokio::net::TcpStream> {
+    let fix = "check --cluster_endpoint and --port (DSQL listens on 5432), that the cluster is \
+               ACTIVE in that region, and that outbound TCP to it is allowed";
+    let started = Instant::now();
+    let addrs = match tokio::time::timeout(
+        STEP_TIMEOUT,
+        tokio::net::lookup_host((db.endpoint.as_str(), db.port)),
+    )
+    .await
+    {
+        Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
+        Ok(Err(e)) => {
+            report.fail("tcp", format!("cannot resolve {}: {e}", db.endpoint), fix);
+            return None;
+        }
+        Err(_) => {
+            report.fail("tcp", format!("resolving {} timed out", db.endpoint), fix);
+            return None;
+        }
+    };
+    let mut errors = Vec::new();
+    for addr in &addrs {
+        match tokio::time::timeout(STEP_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                report.ok(
+                    "tcp",
+                    format!(
+                        "{}:{} reachable at {addr} in {}",
+                        db.endpoint,
+                        db.port,
+                        ms(started.elapsed())
+                    ),
+                );
+                return Some(stream);
+            }
+            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
+            Err(_) => errors.push(format!("{addr}: timed out")),
+        }
+    }
+    report.fail(
+        "tcp",
+        format!(
+            "cannot connect to {}:{} ({})",
+            db.endpoint,
+            db.port,
+            errors.join("; ")
+        ),
+        fix,
+    );
+    None
+}
+
+/// SSLRequest, then a TLS handshake verified exactly as the server's connections are.
+async fn tls_handshake(
+    report: &mut Report,
+    db: &Database,
+    mut stream: tokio::net::TcpStream,
+) -> bool {
+    let roots = match &db.ssl_root_cert {
+        Some(path) => format!("the CA in {}", path.display()),
+        None => "the webpki and system roots".to_owned(),
+    };
+    let config = match tls::client_config(db.ssl_root_cert.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            report.fail(
+                "tls",
+                e.to_string(),
+                "--ssl-root-cert (or PGSSLROOTCERT) must name a readable PEM file holding the CA certificate",
+            );
+            return false;
+        }
+    };
+    const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    let mut answer = [0u8; 1];
+    let asked = async {
+        stream.write_all(&SSL_REQUEST).await?;
+        stream.read_exact(&mut answer).await
+    };
+    match tokio::time::timeout(STEP_TIMEOUT, asked).await {
+        Ok(Ok(_)) if answer[0] == b'S' => {}
+        Ok(Ok(_)) => {
+            report.fail(
+                "tls",
+                "the server does not accept TLS",
+                "point --cluster_endpoint at an Aurora DSQL endpoint (or a PostgreSQL with ssl = on)",
+            );
+            return false;
+        }
+        Ok(Err(e)) => {
+            report.fail(
+                "tls",
+                format!("the server closed the connection before TLS: {e}"),
+                "check that the port belongs to PostgreSQL/DSQL",
+            );
+            return false;
+        }
+        Err(_) => {
+            report.fail(
+                "tls",
+                "no answer to the TLS request",
+                "check that the port belongs to PostgreSQL/DSQL",
+            );
+            return false;
+        }
+    }
+    let Ok(name) = rustls::pki_types::ServerName::try_from(db.endpoint.clone()) else {
+        report.fail(
+            "tls",
+            format!("`{}` is not a valid TLS server name", db.endpoint),
+            "use the cluster's host name as the endpoint",
+        );
+        return false;
+    };
+    let started = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    match tokio::time::timeout(STEP_TIMEOUT, connector.connect(name, stream)).await {
+        Ok(Ok(tls)) => {
+            let session = tls.get_ref().1;
+            let version = session
+                .protocol_version()
+                .map(|v| format!("{v:?}").replace('_', "."))
+                .unwrap_or_else(|| "TLS".into());
+            let chain = session.peer_certificates().unwrap_or_default();
+            let (subject, issuer) = chain
+                .first()
+                .and_then(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+                .map(|(_, cert)| (cert.subject().to_string(), cert.issuer().to_string()))
+                .unwrap_or_else(|| ("?".into(), "?".into()));
+            report.ok(
+                "tls",
+                format!(
+                    "{version} handshake in {}; server certificate subject \"{subject}\", issuer \"{issuer}\"; \
+                     chain of {} certificate(s) verified against {roots}, host name {} matches",
+                    ms(started.elapsed()),
+                    chain.len(),
+                    db.endpoint
+                ),
+            );
+            true
+        }
+        Ok(Err(e)) => {
+            let problem = e.to_string();
+            let fix = if problem.contains("UnknownIssuer") || problem.contains("BadSignature") {
+                match &db.ssl_root_cert {
+                    Some(_) => "--ssl-root-cert (or PGSSLROOTCERT) must be the CA that signed the server's certificate"
+                        .to_owned(),
+                    None => "DSQL certificates chain to Amazon Root CA 1 (in the built-in roots); behind a \
+                             TLS-inspecting proxy, pass its CA with --ssl-root-cert"
+                        .to_owned(),
+                }
+            } else if problem.contains("NotValidForName") {
+                "connect with the host name the certificate was issued for (the cluster endpoint), not an \
+                 IP address or alias"
+                    .to_owned()
+            } else if problem.contains("Expired") || problem.contains("NotValidYet") {
+                "the server certificate is outside its validity period: check this machine's clock"
+                    .to_owned()
+            } else {
+                "check that the endpoint is an Aurora DSQL cluster and nothing intercepts TLS"
+                    .to_owned()
+            };
+            report.fail(
+                "tls",
+                format!("handshake failed, certificate not trusted against {roots}: {problem}"),
+                fix,
+            );
+            false
+        }
+        Err(_) => {
+            report.fail(
+                "tls",
+                "the TLS handshake timed out",
+                "check for a proxy or firewall between this machine and the cluster",
+            );
+            false
+        }
+    }
+}
+
+async fn connect(
+    report: &mut Report,
+    db: &Database,
+    config: &Config,
+    minter: TokenMinter,
+) -> Option<PgConnection> {
+    let manager = match Manager::with_minter(db, config.access, minter) {
+        Ok(m) => m,
+        Err(e) => {
+            report.fail("connect", e.to_string(), "fix the TLS configuration above");
+            return None;
+        }
+    };
+    let started = Instant::now();
+    match manager.create().await {
+        Ok(conn) => {
+            report.ok(
+                "connect",
+                format!(
+                    "authenticated as {} with a fresh token in {} (token, TCP, TLS, login)",
+                    db.user,
+                    ms(started.elapsed())
+                ),
+            );
+            Some(conn)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let fix = match &e {
+                ConnectError::Postgres(DbError { code: Some(c), .. })
+                    if c == "28P01" || c == "28000" =>
+                {
+                    format!(
+                        "the cluster refused the token: the credentials' IAM policy must allow dsql:{:?} on this \
+                         cluster, the region must be the cluster's, and the role `{}` must exist (custom roles \
+                         need AWS IAM GRANT)",
+                        Action::for_user(&db.user),
+                        db.user
+                    )
+                }
+                _ => "check the endpoint, port and credentials above".to_owned(),
+            };
+            report.fail("connect", text, fix);
+            None
+        }
+    }
+}
+
+async fn queries(report: &mut Report, conn: &PgConnection) {
+    let client = &conn.client;
+    let one = |sql: &'static str| async move {
+        tokio::time::timeout(STEP_TIMEOUT, client.query_one(sql, &[]))
+            .await
+            .map_err(|_| "timed out".to_owned())?
+            .map_err(|e| DbError::from(&e).to_string())
+    };
+    match one("SELECT pg_catalog.current_setting('server_version')").await {
+        Ok(row) => report.ok("server version", row.get::<_, String>(0)),
+        Err(e) => report.fail(
+            "server version",
+            e,
+            "the session cannot run queries: check the role's grants",
+        ),
+    }
+    match one("SELECT count(*) FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') \
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'sys') \
+           AND n.nspname NOT LIKE 'pg\\_%'")
+    .await
+    {
+        Ok(row) => {
+            let n: i64 = row.get(0);
+            report.ok("tables", format!("{n} in user schemas"));
+        }
+        Err(e) => report.fail("tables", e, "the role needs to read the catalog"),
+    }
+    let started = Instant::now();
+    match one("SELECT 1").await {
+        Ok(_) => report.ok(
+            "select 1",
+            format!("round trip in {}", ms(started.elapsed())),
+        ),
+        Err(e) => report.fail("select 1", e, "the session cannot run queries"),
+    }
+}
+
+/// The name of the provider that supplied `creds`. `Credentials` has no getter for it;
+/// its `Debug` (which redacts the secret) shows it first. Only that field is taken.
+fn provider_name(creds: &aws_credential_types::Credentials) -> String {
+    let debug = format!("{creds:?}");
+    debug
+        .split_once("provider_name: \"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map_or_else(|| "unknown".to_owned(), |(name, _)| name.to_owned())
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
