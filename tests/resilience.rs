@@ -380,11 +380,11 @@ async fn alter_system(db: &Client, sql: &str) {
     db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
 }
 
-/// Waits (at most 10 s) until a fresh TLS connection to `pg` succeeds (`true`) or fails.
-async fn tls_connect_works(pg: &PgCluster, want: bool) {
+/// Waits (at most 10 s) until a fresh TLS connection as `admin` succeeds (`true`) or fails.
+async fn admin_tls_works(pg: &PgCluster, want: bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ok = pg.config("postgres").connect(pg.make_tls()).await.is_ok();
+        let ok = pg.config("admin").connect(pg.make_tls()).await.is_ok();
         if ok == want {
             return;
         }
@@ -396,27 +396,49 @@ async fn tls_connect_works(pg: &PgCluster, want: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_tls_or_with_an_unknown_ca_is_refused_with_a_clear_error() {
     let pg = start();
+    // A server whose pg_hba.conf takes only plain connections (but the test's superuser).
+    let hba = pg.root().join("data").join("pg_hba.conf");
+    let original = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        "hostssl   all postgres 127.0.0.1/32 trust\nhostnossl all all      127.0.0.1/32 trust\n",
+    )
+    .unwrap();
     let db = pg.superuser().await;
-    alter_system(&db, "ALTER SYSTEM SET ssl = off").await;
-    tls_connect_works(&pg, false).await;
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    admin_tls_works(&pg, false).await;
     let s = McpSession::for_cluster(&pg, &[]).await;
     let r = s
         .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
         .await;
     assert_eq!(
         err_text(&r),
-        "Error executing tool readonly_query: could not connect to the cluster: error performing TLS handshake: server does not support TLS"
+        "Error executing tool readonly_query: could not connect to the cluster: FATAL 28000: no pg_hba.conf entry for host \"127.0.0.1\", user \"admin\", database \"postgres\", SSL encryption"
     );
     // Not a lost connection, so not re-run; nothing to retry.
     assert!(logs_with(&s, "warning", "").is_empty(), "{:?}", s.logs());
 
-    // TLS back on: the same server process connects again.
-    alter_system(&db, "ALTER SYSTEM RESET ssl").await;
-    tls_connect_works(&pg, true).await;
+    // TLS accepted again: the same server process connects.
+    std::fs::write(&hba, original).unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    admin_tls_works(&pg, true).await;
     let r = s
         .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
         .await;
     assert_eq!(rows(&r), json!([{"one": 1}]));
+
+    // A server that does not speak TLS at all (answers 'N' to SSLRequest): never plain text.
+    let front = Front::start(&pg, usize::MAX, Refusal::NoTls).await;
+    let s3 = McpSession::start(&front.args(&pg, &[]), &[]).await;
+    let r = s3
+        .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
+        .await;
+    assert_eq!(
+        err_text(&r),
+        "Error executing tool readonly_query: could not connect to the cluster: error performing TLS handshake: server does not support TLS"
+    );
+    assert!(logs_with(&s3, "warning", "").is_empty(), "{:?}", s3.logs());
+    assert_eq!(front.accepted(), 1);
 
     // A certificate that does not chain to the configured CA.
     let other = start();
@@ -890,13 +912,7 @@ impl Drop for Front {
 }
 
 impl Front {
-    async fn start(
-        pg: &PgCluster,
-        refusals: usize,
-        code: &str,
-        message: &str,
-        hint: Option<&str>,
-    ) -> Front {
+    async fn start(pg: &PgCluster, refusals: usize, refusal: Refusal<'_>) -> Front {
         use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         use std::sync::atomic::{AtomicUsize, Ordering};
@@ -930,23 +946,33 @@ impl Front {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
 
         // ErrorResponse: 'E', length, then (type, text, NUL) fields and a final NUL.
-        let mut fields = Vec::new();
-        let mut field = |t: u8, v: &str| {
-            fields.push(t);
-            fields.extend_from_slice(v.as_bytes());
-            fields.push(0);
+        let (tls_answer, error) = match refusal {
+            Refusal::NoTls => (b'N', Vec::new()),
+            Refusal::Error {
+                code,
+                message,
+                hint,
+            } => {
+                let mut fields = Vec::new();
+                let mut field = |t: u8, v: &str| {
+                    fields.push(t);
+                    fields.extend_from_slice(v.as_bytes());
+                    fields.push(0);
+                };
+                field(b'S', "FATAL");
+                field(b'V', "FATAL");
+                field(b'C', code);
+                field(b'M', message);
+                if let Some(hint) = hint {
+                    field(b'H', hint);
+                }
+                fields.push(0);
+                let mut error = vec![b'E'];
+                error.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
+                error.extend_from_slice(&fields);
+                (b'S', error)
+            }
         };
-        field(b'S', "FATAL");
-        field(b'V', "FATAL");
-        field(b'C', code);
-        field(b'M', message);
-        if let Some(hint) = hint {
-            field(b'H', hint);
-        }
-        fields.push(0);
-        let mut error = vec![b'E'];
-        error.extend_from_slice(&((fields.len() + 4) as u32).to_be_bytes());
-        error.extend_from_slice(&fields);
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -974,7 +1000,10 @@ impl Front {
                         let refuse = async {
                             let mut ssl_request = [0u8; 8];
                             sock.read_exact(&mut ssl_request).await?;
-                            sock.write_all(b"S").await?;
+                            sock.write_all(&[tls_answer]).await?;
+                            if tls_answer == b'N' {
+                                return sock.shutdown().await;
+                            }
                             let mut tls = acceptor.accept(sock).await?;
                             let mut len = [0u8; 4];
                             tls.read_exact(&mut len).await?;
@@ -1012,12 +1041,33 @@ impl Front {
     }
 }
 
+/// How the front refuses a connection.
+enum Refusal<'a> {
+    /// TLS, then a FATAL error response to the startup message.
+    Error {
+        code: &'a str,
+        message: &'a str,
+        hint: Option<&'a str>,
+    },
+    /// 'N' to the SSLRequest: this server does not do TLS.
+    NoTls,
+}
+
 const WAKING: &str = "waking up cluster, please retry later";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waking_cluster_is_retried_with_backoff_until_it_answers() {
     let pg = start();
-    let front = Front::start(&pg, 2, "57P03", WAKING, None).await;
+    let front = Front::start(
+        &pg,
+        2,
+        Refusal::Error {
+            code: "57P03",
+            message: WAKING,
+            hint: None,
+        },
+    )
+    .await;
     let s = McpSession::start(
         &front.args(&pg, &["--occ-retries", "3", "--occ-backoff-ms", "20"]),
         &[],
@@ -1053,7 +1103,16 @@ async fn a_waking_cluster_is_retried_with_backoff_until_it_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_stays_asleep_fails_after_the_bounded_retries() {
     let pg = start();
-    let front = Front::start(&pg, usize::MAX, "57P03", WAKING, None).await;
+    let front = Front::start(
+        &pg,
+        usize::MAX,
+        Refusal::Error {
+            code: "57P03",
+            message: WAKING,
+            hint: None,
+        },
+    )
+    .await;
     let s = McpSession::start(
         &front.args(&pg, &["--occ-retries", "2", "--occ-backoff-ms", "20"]),
         &[],
@@ -1077,7 +1136,16 @@ async fn a_cluster_that_stays_asleep_fails_after_the_bounded_retries() {
 async fn an_expired_token_is_reported_with_the_clusters_hint_and_not_retried() {
     let pg = start();
     let hint = "Signature expired: 20261124T070000Z is now earlier than 20261124T080000Z (20261124T081500Z - 15 min.)";
-    let front = Front::start(&pg, usize::MAX, "28000", "access denied", Some(hint)).await;
+    let front = Front::start(
+        &pg,
+        usize::MAX,
+        Refusal::Error {
+            code: "28000",
+            message: "access denied",
+            hint: Some(hint),
+        },
+    )
+    .await;
     let s = McpSession::start(&front.args(&pg, &["--occ-retries", "5"]), &[]).await;
     for attempt in 1..=2 {
         let r = s
