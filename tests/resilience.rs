@@ -5,11 +5,14 @@
 //! large, and when a transaction limit (54000) is hit. After every scenario no connection of
 //! ours is left inside a transaction and the table holds exactly what it should.
 //!
-//! Every test uses its own private cluster (`start()`), so killing "our" backends or checking
+//! Every test that kills, restarts or inspects connections uses its own cluster (`start()`), so killing "our" backends or checking
 //! `pg_stat_activity` never sees another test's connections. Slow statements are made
 //! deterministic with a gate: a superuser-created function that waits for an advisory lock the
 //! test holds (the guard refuses `pg_advisory_*` by name, not inside a function), so the test
-//! decides exactly when a statement may finish. Nothing asserts on speed.
+//! decides exactly when a statement may finish. What PostgreSQL cannot produce (DSQL's
+//! "waking up cluster", an expired token's "access denied" with its hint, a server that
+//! answers 'N' to TLS) comes from `Front`, a small TLS front door that refuses the first
+//! connections its way and pipes the rest to the cluster. Nothing asserts on speed.
 
 #![allow(deprecated)] // MCP logging notifications (see tests/common/mcp.rs)
 
