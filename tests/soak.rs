@@ -1,4 +1,4 @@
-//! Soak: 4 server processes (4 MCP clients) × 150 mixed calls each, at the same time, against
+//! Soak: 4 server processes (4 MCP clients) × 2 concurrent lanes × 150 mixed calls, against
 //! one throw-away TLS PostgreSQL: reads, `transact` and `execute` inserts with unique keys,
 //! deliberate errors (duplicate keys, refused SQL, bad arguments), client cancellations and
 //! query timeouts of writes that must not commit. Afterwards the table holds exactly the
@@ -17,6 +17,8 @@ use rmcp::service::PeerRequestOptions;
 use serde_json::{Value, json};
 
 const CLIENTS: i32 = 4;
+/// Concurrent callers per server (so each pool holds several connections at once).
+const LANES: i32 = 2;
 const CALLS: i32 = 150;
 const APP: &str = "aurora-dsql-mcp-server";
 const SLOW_SQL: &str =
@@ -210,7 +212,7 @@ async fn client(s: &McpSession, c: i32) -> Tally {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn four_clients_by_150_mixed_calls_lose_and_duplicate_nothing_and_leak_no_connection() {
+async fn four_clients_by_two_lanes_by_150_mixed_calls_lose_nothing_and_leak_no_connection() {
     let pg = start();
     let db = pg.superuser().await;
     db.batch_execute(
@@ -233,12 +235,29 @@ async fn four_clients_by_150_mixed_calls_lose_and_duplicate_nothing_and_leak_no_
     let before: Vec<u64> = sessions.iter().map(|s| rss_kb(s.pid().unwrap())).collect();
 
     let started = Instant::now();
+    // Each lane writes under its own client number (server × 10 + lane), so every lane
+    // knows exactly which rows it committed.
     let tasks: Vec<_> = sessions
         .into_iter()
         .enumerate()
         .map(|(c, s)| {
             tokio::spawn(async move {
-                let tally = client(&s, c as i32).await;
+                let s = std::sync::Arc::new(s);
+                let lanes: Vec<_> = (0..LANES)
+                    .map(|lane| {
+                        let s = s.clone();
+                        tokio::spawn(async move { client(&s, c as i32 * 10 + lane).await })
+                    })
+                    .collect();
+                let mut tally = Tally::default();
+                for lane in lanes {
+                    let t = lane.await.unwrap();
+                    tally.rows.extend(t.rows);
+                    tally.cancelled += t.cancelled;
+                    tally.timed_out += t.timed_out;
+                    tally.errors += t.errors;
+                }
+                let s = std::sync::Arc::into_inner(s).expect("lanes are done");
                 (s, tally)
             })
         })
@@ -252,8 +271,8 @@ async fn four_clients_by_150_mixed_calls_lose_and_duplicate_nothing_and_leak_no_
         done.push(finished);
     }
     println!(
-        "soak: {} calls by {CLIENTS} clients in {:?}",
-        CLIENTS * CALLS,
+        "soak: {} calls by {CLIENTS} clients x {LANES} lanes in {:?}",
+        CLIENTS * LANES * CALLS,
         started.elapsed()
     );
 
@@ -268,10 +287,11 @@ async fn four_clients_by_150_mixed_calls_lose_and_duplicate_nothing_and_leak_no_
     let got: Vec<(i32, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(got, expected.iter().copied().collect::<Vec<_>>());
     let per_client = 45 * 2 + 15; // transact pairs + execute singles
-    assert_eq!(got.len(), CLIENTS as usize * per_client);
+    assert_eq!(got.len(), (CLIENTS * LANES) as usize * per_client);
+    let lanes = LANES as usize;
     for (_, t) in &done {
-        assert_eq!((t.cancelled, t.timed_out), (3, 6));
-        assert_eq!(t.errors, 15 + 30);
+        assert_eq!((t.cancelled, t.timed_out), (3 * lanes, 6 * lanes));
+        assert_eq!(t.errors, (15 + 30) * lanes);
     }
 
     // No connection inside a transaction or still running, at most 10 per server process.
