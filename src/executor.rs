@@ -425,21 +425,23 @@ impl Executor {
                     // message of the statement (between Parse, Bind and Execute), so the
                     // request is repeated until the unit ends or the grace runs out; a
                     // statement left running would keep its backend busy after the drop.
+                    // The cancel request itself is bounded by the grace too.
                     let cancel = conn.client.cancel_token();
-                    let grace = tokio::time::sleep(CANCEL_GRACE);
-                    pin_mut!(grace);
+                    let grace_end = tokio::time::Instant::now() + CANCEL_GRACE;
                     loop {
-                        if let Err(e) = cancel.cancel_query(self.pool.manager().tls().clone()).await
-                        {
-                            tracing::warn!(
+                        let tls = self.pool.manager().tls().clone();
+                        match tokio::time::timeout_at(grace_end, cancel.cancel_query(tls)).await {
+                            Err(_) => break None,
+                            Ok(Err(e)) => tracing::warn!(
                                 connection = conn.serial,
                                 "cancel request failed: {}",
                                 DbError::from(&e)
-                            );
+                            ),
+                            Ok(Ok(())) => {}
                         }
                         tokio::select! {
                             done = &mut unit => break Some(done),
-                            _ = &mut grace => break None,
+                            _ = tokio::time::sleep_until(grace_end) => break None,
                             _ = tokio::time::sleep(CANCEL_REPEAT) => {}
                         }
                     }
