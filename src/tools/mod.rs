@@ -73,6 +73,29 @@ impl Toolbox {
         self.config.access
     }
 
+    /// The preamble of every one-statement tool, in the reference's order of checks:
+    /// arguments (`sql` and the optional parameter list named `params_field`), then a
+    /// configured database, then non-empty SQL, then its size (`check_sql_size`).
+    pub fn statement_call(
+        &self,
+        tool: &str,
+        args: &Map<String, Value>,
+        params_field: &str,
+    ) -> Result<(&Executor, String, Option<Vec<Value>>), ToolError> {
+        let mut a = args::ArgReader::new(tool, args);
+        let sql = a.string("sql");
+        let params = a.values(params_field);
+        a.finish().map_err(ToolError)?;
+        let executor = self.executor()?;
+        if sql.trim().is_empty() {
+            return Err(ToolError(format!(
+                "Incorrect invocation: {tool} invoked without a SQL statement"
+            )));
+        }
+        check_sql_size(&sql)?;
+        Ok((executor, sql, params))
+    }
+
     /// Runs the named tool. `None` when there is no such tool.
     pub async fn call(
         &self,

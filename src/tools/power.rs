@@ -12,17 +12,7 @@ use crate::executor::{Control, Executor, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 
 pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
-    let mut a = ArgReader::new("query", args);
-    let sql = a.string("sql");
-    let parameters = a.values("parameters");
-    a.finish().map_err(ToolError)?;
-    let executor = tb.executor()?;
-    if sql.trim().is_empty() {
-        return Err(ToolError(
-            "Incorrect invocation: query invoked without a SQL statement".into(),
-        ));
-    }
-    super::check_sql_size(&sql)?;
+    let (executor, sql, parameters) = tb.statement_call("query", args, "parameters")?;
     let parameters = parameters.unwrap_or_default();
     let checked = policy::check(
         &sql,
@@ -50,17 +40,7 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -
 }
 
 pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
-    let mut a = ArgReader::new("execute", args);
-    let sql = a.string("sql");
-    let parameters = a.values("parameters");
-    a.finish().map_err(ToolError)?;
-    let executor = tb.executor()?;
-    if sql.trim().is_empty() {
-        return Err(ToolError(
-            "Incorrect invocation: execute invoked without a SQL statement".into(),
-        ));
-    }
-    super::check_sql_size(&sql)?;
+    let (executor, sql, parameters) = tb.statement_call("execute", args, "parameters")?;
     if tb.access() == Access::ReadOnly {
         return Err(ToolError(
             PolicyError::WriteNotAllowed(

@@ -19,17 +19,7 @@ pub async fn readonly_query(
     args: &Map<String, Value>,
     ctl: &Control<'_>,
 ) -> ToolResult {
-    let mut a = ArgReader::new("readonly_query", args);
-    let sql = a.string("sql");
-    let params = a.values("params");
-    a.finish().map_err(ToolError)?;
-    let executor = tb.executor()?;
-    if sql.trim().is_empty() {
-        return Err(ToolError(
-            "Incorrect invocation: readonly_query invoked without a SQL statement".into(),
-        ));
-    }
-    super::check_sql_size(&sql)?;
+    let (executor, sql, params) = tb.statement_call("readonly_query", args, "params")?;
     let checked = policy::check(
         &sql,
         params.as_ref().map(Vec::len),
