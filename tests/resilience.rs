@@ -5,8 +5,9 @@
 //! large, and when a transaction limit (54000) is hit. After every scenario no connection of
 //! ours is left inside a transaction and the table holds exactly what it should.
 //!
-//! Every test that kills, restarts or inspects connections uses its own cluster (`start()`), so killing "our" backends or checking
-//! `pg_stat_activity` never sees another test's connections. Slow statements are made
+//! Every test that kills, restarts or inspects connections uses its own cluster (`start()`),
+//! so killing "our" backends or checking `pg_stat_activity` never sees another test's
+//! connections. Slow statements are made
 //! deterministic with a gate: a superuser-created function that waits for an advisory lock the
 //! test holds (the guard refuses `pg_advisory_*` by name, not inside a function), so the test
 //! decides exactly when a statement may finish. What PostgreSQL cannot produce (DSQL's
