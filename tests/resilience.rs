@@ -7,10 +7,10 @@
 //!
 //! Every test that kills, restarts or inspects connections uses its own cluster (`start()`),
 //! so killing "our" backends or checking `pg_stat_activity` never sees another test's
-//! connections. Slow statements are made
-//! deterministic with a gate: a superuser-created function that waits for an advisory lock the
-//! test holds (the guard refuses `pg_advisory_*` by name, not inside a function), so the test
-//! decides exactly when a statement may finish. What PostgreSQL cannot produce (DSQL's
+//! connections. Slow statements are made deterministic with a gate: a superuser-created
+//! function that waits for an advisory lock the test holds (the guard refuses
+//! `pg_advisory_*` by name, not inside a function), so the test decides exactly when a
+//! statement may finish. What PostgreSQL cannot produce (DSQL's
 //! "waking up cluster", an expired token's "access denied" with its hint, a server that
 //! answers 'N' to TLS) comes from `Front`, a small TLS front door that refuses the first
 //! connections its way and pipes the rest to the cluster. Nothing asserts on speed.
