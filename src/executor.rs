@@ -22,7 +22,7 @@
 //! - a cluster that is waking up: the connection attempt is retried with backoff;
 //! - a COMMIT whose connection died: the outcome is unknown, so it is reported, never re-run;
 //! - the call's deadline or an MCP cancellation: the statement is cancelled on the server,
-//!   the transaction rolled back, and the connection reused, or dropped if it does not answer.
+//!   the transaction rolled back, and the connection retired (a late cancel must not reach the next call).
 //!
 //! Results are bounded (`Limits`) while they are read, so a huge result never sits in memory.
 
@@ -450,9 +450,12 @@ impl Executor {
         };
         match (done, stopped) {
             (Some(done), None) => finish_attempt(conn, done).await,
-            (Some(done), Some(stopped)) => {
-                // The unit ended (usually 57014 query_canceled); the connection is kept if clean.
-                let _ = finish_attempt(conn, done).await;
+            (Some(_done), Some(stopped)) => {
+                // The unit ended (usually 57014 query_canceled) and rolled back. The connection
+                // is retired all the same: a cancel request still in flight could otherwise
+                // land on the next call's statement on this backend. Timeouts and cancellations
+                // are rare, so one reconnect each is the cheaper side of that trade.
+                discard(conn);
                 Err(stopped)
             }
             (None, stopped) => {

@@ -112,6 +112,19 @@ async fn settled(pg: &PgCluster) -> Vec<i32> {
     }
 }
 
+/// Waits (at most 20 s) until backend `pid` has exited (its connection was closed).
+async fn gone(pg: &PgCluster, pid: i32) {
+    let db = pg.superuser().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ours(&db).await.iter().any(|c| c.0 == pid) {
+        assert!(
+            Instant::now() < deadline,
+            "backend {pid} is still connected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits (at most 20 s) for a connection of ours that is running a statement containing
 /// `needle` (and, if given, waiting on `wait_event`) and whose pid is not in `not`.
 async fn wait_active(db: &Client, needle: &str, wait_event: Option<&str>, not: &[i32]) -> i32 {
@@ -646,7 +659,8 @@ async fn a_conflict_that_persists_gives_up_after_the_configured_retries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_statement_past_the_query_timeout_is_cancelled_on_the_server_and_the_connection_reused() {
+async fn a_statement_past_the_query_timeout_is_cancelled_on_the_server_and_its_connection_retired()
+{
     let pg = start();
     let db = pg.superuser().await;
     let s = Arc::new(McpSession::for_cluster(&pg, &["--query-timeout", "1"]).await);
@@ -660,22 +674,26 @@ async fn a_statement_past_the_query_timeout_is_cancelled_on_the_server_and_the_c
         err_text(&r),
         "Error executing tool readonly_query: The call timed out after 1s (--query-timeout) and its statement was cancelled; nothing was committed. Narrow the query (WHERE, LIMIT) or raise --query-timeout."
     );
-    // Cancelled on the server (not merely abandoned by the client), and no longer running.
-    assert_eq!(settled(&pg).await, vec![pid]);
+    // Cancelled on the server (not merely abandoned by the client), no longer running, and
+    // the connection retired so that no late cancel can reach the next call.
     assert!(
         pg.server_log()
             .contains("ERROR:  canceling statement due to user request"),
         "{}",
         pg.server_log()
     );
-    // The same pooled connection, clean, serves the next call.
+    gone(&pg, pid).await;
+    assert_eq!(settled(&pg).await, Vec::<i32>::new());
+    // A fresh connection, read-only, serves the next call.
     let r = s
         .call(
             "readonly_query",
             json!({"sql": "SELECT pg_backend_pid() AS pid, current_setting('transaction_read_only') AS ro"}),
         )
         .await;
-    assert_eq!(rows(&r), json!([{"pid": pid, "ro": "on"}]));
+    let row = &rows(&r)[0];
+    assert_eq!(row["ro"], "on");
+    assert_ne!(row["pid"], json!(pid));
     settled(&pg).await;
 }
 
@@ -703,12 +721,19 @@ async fn an_mcp_cancellation_stops_the_statement_on_the_server_and_frees_the_con
         .await
         .unwrap();
 
-    assert_eq!(settled(&pg).await, vec![pid]);
+    // The statement is cancelled on the server, the unit rolls back, and the connection is
+    // retired: the backend exits after logging the cancellation.
+    gone(&pg, pid).await;
     assert!(
         pg.server_log()
             .contains("ERROR:  canceling statement due to user request"),
         "{}",
         pg.server_log()
+    );
+    assert_eq!(
+        settled(&pg).await,
+        Vec::<i32>::new(),
+        "the cancelled connection is retired"
     );
     let r = s
         .call(
@@ -716,7 +741,7 @@ async fn an_mcp_cancellation_stops_the_statement_on_the_server_and_frees_the_con
             json!({"sql": "SELECT pg_backend_pid() AS pid"}),
         )
         .await;
-    assert_eq!(rows(&r), json!([{"pid": pid}]));
+    assert_ne!(rows(&r)[0]["pid"], json!(pid), "a fresh connection");
     settled(&pg).await;
 }
 
