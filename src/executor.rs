@@ -272,9 +272,13 @@ impl ExecError {
         !matches!(self, ExecError::CommitUnknown(_)) && self.code() == Some("40001")
     }
 
-    /// DSQL is resuming an inactive cluster and asks to be called again.
+    /// The cluster refused a new connection for now: it is waking up from INACTIVE, or its
+    /// connection rate (53400, 100/s) or connection count (53300) limit was hit. Waiting
+    /// and trying again is the fix for all three; a refused login or TLS failure is not.
     fn is_waking(&self) -> bool {
-        matches!(self, ExecError::Connect(ConnectError::Postgres(e)) if e.message.contains("waking up cluster"))
+        matches!(self, ExecError::Connect(ConnectError::Postgres(e))
+            if e.message.contains("waking up cluster")
+                || matches!(e.code(), Some("53300" | "53400")))
     }
 }
 
@@ -944,6 +948,13 @@ mod tests {
                     "could not connect to the cluster: FATAL {code}: access denied\nHINT: Signature expired: check the system clock"
                 )
             );
+        }
+        // DSQL's connection-rate and connection-count refusals are waited out.
+        for code in ["53300", "53400"] {
+            let mut refused = DbError::other("Unable to accept connection, rate exceeded.", false);
+            refused.code = Some(code.into());
+            let e = ExecError::Connect(ConnectError::Postgres(refused));
+            assert!(e.is_waking() && !e.broken() && !e.is_conflict(), "{code}");
         }
     }
 
