@@ -79,6 +79,12 @@ pub fn unique_name(prefix: &str) -> String {
 impl PgCluster {
     /// initdb, certificates, configuration, start, wait until ready, create roles.
     pub fn start() -> PgCluster {
+        PgCluster::start_on(None)
+    }
+
+    /// Same as [`PgCluster::start`], on `port` when given (for a client that cannot change
+    /// its port, e.g. the reference server's fixed 5432), else on a free port.
+    pub fn start_on(port: Option<u16>) -> PgCluster {
         sweep_stale_dirs();
         let bindir = find_bindir();
         let owner = if unsafe { libc::geteuid() } == 0 {
@@ -130,7 +136,7 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let mut conf = fs::OpenOptions::new()
             .append(true)
             .open(data_dir.join("postgresql.conf"))
