@@ -30,6 +30,7 @@
 //! `--bench` among its arguments (as under `cargo test --all-targets`) this binary prints one
 //! line and exits 0. Every loop is bounded in count and in time; all traffic stays on
 //! 127.0.0.1. The markdown table goes to stdout and to `target/bench-results.md`.
+//! `COMPARE_SMOKE=1` runs a tenth of every count to check the benchmark itself.
 
 #[path = "../tests/common/pg.rs"]
 #[allow(dead_code)]
@@ -77,6 +78,28 @@ const FAKE_SECRET_ACCESS_KEY: &str = "benchSecretKeyEXAMPLEdoNotUse000000000000"
 
 type Res<T> = Result<T, String>;
 
+/// `COMPARE_SMOKE=1`: a quick check of the benchmark itself (a tenth of the counts, 2 s
+/// windows, a debug server allowed). Its figures mean nothing.
+fn smoke() -> bool {
+    std::env::var_os("COMPARE_SMOKE").is_some_and(|v| v == "1")
+}
+
+fn scaled(count: usize) -> usize {
+    if smoke() {
+        count.div_ceil(10).max(2)
+    } else {
+        count
+    }
+}
+
+fn window() -> Duration {
+    if smoke() {
+        Duration::from_secs(2)
+    } else {
+        THROUGHPUT_WINDOW
+    }
+}
+
 fn main() {
     if !std::env::args().skip(1).any(|a| a == "--bench") {
         println!("compare: skipped (no --bench argument); run `cargo bench --bench compare`");
@@ -89,20 +112,13 @@ fn main() {
 }
 
 fn run() -> Res<()> {
-    // `cargo bench` builds the server with the bench profile (= release) into target/release.
-    let ours_bin = PathBuf::from(env!("CARGO_BIN_EXE_aurora-dsql-mcp-server"));
-    let release_dir = ours_bin.parent().ok_or("binary path has no parent")?;
-    if release_dir.file_name().and_then(|n| n.to_str()) != Some("release") {
-        return Err(format!(
-            "{} is not a release build; run `cargo bench --bench compare`",
-            ours_bin.display()
-        ));
-    }
-    let target_dir = release_dir
-        .parent()
-        .ok_or("release dir has no parent")?
+    // <target>/<profile>/deps/compare-<hash>
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let target_dir = exe
+        .ancestors()
+        .nth(3)
+        .ok_or("cannot find the target directory from the benchmark's path")?
         .to_path_buf();
-
     if let Err(e) = TcpListener::bind((Ipv4Addr::LOCALHOST, PG_PORT)) {
         return Err(format!(
             "127.0.0.1:{PG_PORT} is busy ({e}). The reference server cannot change its port, so \
@@ -110,6 +126,11 @@ fn run() -> Res<()> {
              and run again."
         ));
     }
+    let ours_bin = if smoke() {
+        PathBuf::from(env!("CARGO_BIN_EXE_aurora-dsql-mcp-server"))
+    } else {
+        build_release(&target_dir)?
+    };
 
     let reference_bin = ensure_reference(&target_dir.join("bench-venv"))?;
     eprintln!("compare: starting PostgreSQL on 127.0.0.1:{PG_PORT}");
@@ -125,6 +146,30 @@ fn run() -> Res<()> {
     std::fs::write(&out, &report).map_err(|e| format!("write {}: {e}", out.display()))?;
     eprintln!("compare: written to {}", out.display());
     Ok(())
+}
+
+/// `cargo build --release` of the server (the binary users install, built without the
+/// dev-dependencies' features that `cargo bench` unifies into its own copy).
+fn build_release(target_dir: &Path) -> Res<PathBuf> {
+    eprintln!("compare: cargo build --release");
+    let cargo = std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(Into::into))
+        .unwrap_or_else(|| "cargo".into());
+    run_bounded(
+        Command::new(cargo)
+            .args(["build", "--release", "--bin", "aurora-dsql-mcp-server"])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(target_dir),
+        Duration::from_secs(3600),
+    )?;
+    let bin = target_dir.join("release/aurora-dsql-mcp-server");
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("{} missing after the build", bin.display()))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,7 +489,7 @@ where
     Fut: Future<Output = Res<Duration>> + Send,
 {
     let started = Instant::now();
-    let end = started + THROUGHPUT_WINDOW;
+    let end = started + window();
     let mut tasks = Vec::new();
     for worker in workers {
         let call = call.clone();
@@ -511,7 +556,7 @@ async fn measure_start(server: &Server, f: &mut Figures) -> Res<()> {
     let deadline = Instant::now() + PHASE_BUDGET;
     let mut spawn = Vec::new();
     let mut first = Vec::new();
-    for _ in 0..SPAWN_RUNS {
+    for _ in 0..scaled(SPAWN_RUNS) {
         let (session, to_init) = Session::start(server).await?;
         spawn.push(to_init);
         let first_call = timed_call(&session.peer(), SELECT_1, 1).await;
@@ -532,11 +577,11 @@ async fn measure_session(server: &Server, rows_100k: usize, f: &mut Figures) -> 
     let (session, _) = Session::start(server).await?;
     let peer = session.peer();
     let result = async {
-        for _ in 0..STEADY_WARMUP {
+        for _ in 0..scaled(STEADY_WARMUP) {
             timed_call(&peer, SELECT_1, 1).await?;
         }
         f.steady = Some(
-            sample(STEADY_CALLS, PHASE_BUDGET, || {
+            sample(scaled(STEADY_CALLS), PHASE_BUDGET, || {
                 timed_call(&peer, SELECT_1, 1)
             })
             .await?,
@@ -545,14 +590,14 @@ async fn measure_session(server: &Server, rows_100k: usize, f: &mut Figures) -> 
             timed_call(&peer, ROWS_1K, 1_000).await?;
         }
         f.rows_1k = Some(
-            sample(ROWS_1K_RUNS, PHASE_BUDGET, || {
+            sample(scaled(ROWS_1K_RUNS), PHASE_BUDGET, || {
                 timed_call(&peer, ROWS_1K, 1_000)
             })
             .await?,
         );
         timed_call(&peer, ROWS_100K, rows_100k).await?;
         f.rows_100k = Some(
-            sample(ROWS_100K_RUNS, PHASE_BUDGET, || {
+            sample(scaled(ROWS_100K_RUNS), PHASE_BUDGET, || {
                 timed_call(&peer, ROWS_100K, rows_100k)
             })
             .await?,
@@ -572,7 +617,7 @@ async fn measure_raised(server: &Server, f: &mut Figures) -> Res<()> {
     let peer = session.peer();
     let result = async {
         timed_call(&peer, ROWS_100K, TABLE_ROWS).await?;
-        sample(ROWS_100K_RUNS, PHASE_BUDGET, || {
+        sample(scaled(ROWS_100K_RUNS), PHASE_BUDGET, || {
             timed_call(&peer, ROWS_100K, TABLE_ROWS)
         })
         .await
@@ -650,9 +695,8 @@ struct Floor {
 async fn measure_floor(pg: &pg::PgCluster) -> Res<Floor> {
     eprintln!("compare: floor (tokio-postgres)");
     let db = |e: tokio_postgres::Error| format!("floor: {e:?}");
-    let mut floor = Floor::default();
-    floor.connect = Some(
-        sample(SPAWN_RUNS, PHASE_BUDGET, || async {
+    let connect = Some(
+        sample(scaled(SPAWN_RUNS), PHASE_BUDGET, || async {
             let started = Instant::now();
             let (client, conn) = pg
                 .config("admin")
@@ -669,8 +713,12 @@ async fn measure_floor(pg: &pg::PgCluster) -> Res<Floor> {
         .await?,
     );
 
+    let mut floor = Floor {
+        connect,
+        ..Floor::default()
+    };
     let client = pg.connect_as("admin").await;
-    for _ in 0..STEADY_WARMUP {
+    for _ in 0..scaled(STEADY_WARMUP) {
         client.query(SELECT_1, &[]).await.map_err(db)?;
         client.simple_query(SELECT_1).await.map_err(db)?;
     }
@@ -686,18 +734,28 @@ async fn measure_floor(pg: &pg::PgCluster) -> Res<Floor> {
             Ok(elapsed)
         }
     };
-    floor.query = Some(sample(STEADY_CALLS, PHASE_BUDGET, || timed_query(SELECT_1, 1)).await?);
+    floor.query = Some(
+        sample(scaled(STEADY_CALLS), PHASE_BUDGET, || {
+            timed_query(SELECT_1, 1)
+        })
+        .await?,
+    );
     floor.simple = Some(
-        sample(STEADY_CALLS, PHASE_BUDGET, || async {
+        sample(scaled(STEADY_CALLS), PHASE_BUDGET, || async {
             let started = Instant::now();
             client.simple_query(SELECT_1).await.map_err(db)?;
             Ok(started.elapsed())
         })
         .await?,
     );
-    floor.rows_1k = Some(sample(ROWS_1K_RUNS, PHASE_BUDGET, || timed_query(ROWS_1K, 1_000)).await?);
+    floor.rows_1k = Some(
+        sample(scaled(ROWS_1K_RUNS), PHASE_BUDGET, || {
+            timed_query(ROWS_1K, 1_000)
+        })
+        .await?,
+    );
     floor.rows_100k = Some(
-        sample(ROWS_100K_RUNS, PHASE_BUDGET, || {
+        sample(scaled(ROWS_100K_RUNS), PHASE_BUDGET, || {
             timed_query(ROWS_100K, TABLE_ROWS)
         })
         .await?,
@@ -740,11 +798,15 @@ async fn prepare_database(pg: &pg::PgCluster) -> Res<String> {
                  SELECT i, 'name-' || i, i * 0.001,
                         timestamptz '2026-01-01 00:00:00+00' + i * interval '1 second'
                  FROM generate_series(1, {TABLE_ROWS}) AS i;
-             ALTER TABLE bench OWNER TO admin;
-             VACUUM ANALYZE bench;"
+             ALTER TABLE bench OWNER TO admin;"
         ))
         .await
         .map_err(|e| format!("create the bench table: {e:?}"))?;
+    // Not in the same message: VACUUM refuses the implicit transaction block.
+    client
+        .batch_execute("VACUUM ANALYZE bench")
+        .await
+        .map_err(|e| format!("vacuum the bench table: {e:?}"))?;
     let version = client
         .query_one("SHOW server_version", &[])
         .await
@@ -1002,7 +1064,7 @@ fn render(
     };
     line(format!(
         "| Throughput, {CLIENTS} sessions (server processes) × 1 caller, {}s; calls/s (latency median / p99) | – | {} | {} | {} ({CLIENTS} connections, `query`) | {} (ours ÷ ref) | – |",
-        THROUGHPUT_WINDOW.as_secs(),
+        window().as_secs(),
         throughput_cell(&o.sessions),
         throughput_cell(&r.sessions),
         throughput_cell(&fl.connections),
@@ -1010,7 +1072,7 @@ fn render(
     ));
     line(format!(
         "| Throughput, 1 session × {CLIENTS} concurrent callers, {}s; calls/s (latency median / p99) | – | {} | {} | – | {} (ours ÷ ref) | – |",
-        THROUGHPUT_WINDOW.as_secs(),
+        window().as_secs(),
         throughput_cell(&o.one_session),
         throughput_cell(&r.one_session),
         tp_ratio(&o.one_session, &r.one_session),
