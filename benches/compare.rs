@@ -30,7 +30,8 @@
 //! `--bench` among its arguments (as under `cargo test --all-targets`) this binary prints one
 //! line and exits 0. Every loop is bounded in count and in time; all traffic stays on
 //! 127.0.0.1. The markdown table goes to stdout and to `target/bench-results.md`.
-//! `COMPARE_SMOKE=1` runs a tenth of every count to check the benchmark itself.
+//! `COMPARE_SMOKE=1` runs a tenth of every count to check the benchmark itself;
+//! `COMPARE_OURS_BIN=<path>` measures another build of ours (an A/B of a change).
 
 #[path = "../tests/common/pg.rs"]
 #[allow(dead_code)]
@@ -72,6 +73,14 @@ const MAX_LINE: usize = 512 << 20;
 const SELECT_1: &str = "SELECT 1";
 const ROWS_1K: &str = "SELECT id, name, score, created FROM bench WHERE id <= 1000 ORDER BY id";
 const ROWS_100K: &str = "SELECT id, name, score, created FROM bench ORDER BY id";
+
+/// Our executor's three pipelined messages for one read-only call (`executor::one_round_trip`).
+const UNIT_BEGIN: &str = "BEGIN TRANSACTION READ ONLY";
+const UNIT_END: &str =
+    "COMMIT; RESET ALL; RESET ROLE; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY";
+/// The same statements as one simple-query message.
+const UNIT_SQL: &str = "BEGIN TRANSACTION READ ONLY; SELECT 1; COMMIT; RESET ALL; RESET ROLE; \
+                        SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY";
 
 const FAKE_ACCESS_KEY_ID: &str = "AKIDEXAMPLEBENCHMARK";
 const FAKE_SECRET_ACCESS_KEY: &str = "benchSecretKeyEXAMPLEdoNotUse000000000000";
@@ -126,7 +135,9 @@ fn run() -> Res<()> {
              and run again."
         ));
     }
-    let ours_bin = if smoke() {
+    let ours_bin = if let Some(bin) = std::env::var_os("COMPARE_OURS_BIN") {
+        PathBuf::from(bin)
+    } else if smoke() {
         PathBuf::from(env!("CARGO_BIN_EXE_aurora-dsql-mcp-server"))
     } else {
         build_release(&target_dir)?
@@ -386,14 +397,30 @@ impl Session {
 }
 
 async fn call(peer: &Peer<RoleClient>, sql: &str) -> Res<CallToolResult> {
+    call_tool(peer, "readonly_query", sql).await
+}
+
+async fn call_tool(peer: &Peer<RoleClient>, tool: &str, sql: &str) -> Res<CallToolResult> {
     let mut args = serde_json::Map::new();
     args.insert("sql".into(), Value::String(sql.into()));
-    let params = CallToolRequestParams::new("readonly_query".to_string()).with_arguments(args);
+    let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
     match tokio::time::timeout(CALL_TIMEOUT, peer.call_tool(params)).await {
         Ok(Ok(result)) => Ok(result),
-        Ok(Err(e)) => Err(format!("readonly_query failed at protocol level: {e}")),
-        Err(_) => Err(format!("readonly_query timed out after {CALL_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(format!("{tool} failed at protocol level: {e}")),
+        Err(_) => Err(format!("{tool} timed out after {CALL_TIMEOUT:?}")),
     }
+}
+
+/// `dsql_lint` on empty SQL: both servers answer without parsing or the database, so this
+/// is the cost of one MCP call over stdio (client included).
+async fn timed_noop(peer: &Peer<RoleClient>) -> Res<Duration> {
+    let started = Instant::now();
+    let result = call_tool(peer, "dsql_lint", "").await?;
+    let elapsed = started.elapsed();
+    if result.is_error == Some(true) {
+        return Err(format!("dsql_lint failed: {:?}", result.content));
+    }
+    Ok(elapsed)
 }
 
 /// Rows in `structuredContent.result`, or the tool error's text.
@@ -538,6 +565,7 @@ struct Figures {
     spawn: Option<Stat>,
     first: Option<Stat>,
     steady: Option<Stat>,
+    noop: Option<Stat>,
     rows_1k: Option<Stat>,
     rows_100k: Option<Stat>,
     rows_100k_raised: Option<Stat>,
@@ -580,6 +608,10 @@ async fn measure_session(server: &Server, rows_100k: usize, f: &mut Figures) -> 
         for _ in 0..scaled(STEADY_WARMUP) {
             timed_call(&peer, SELECT_1, 1).await?;
         }
+        for _ in 0..scaled(STEADY_WARMUP) {
+            timed_noop(&peer).await?;
+        }
+        f.noop = Some(sample(scaled(STEADY_CALLS), PHASE_BUDGET, || timed_noop(&peer)).await?);
         f.steady = Some(
             sample(scaled(STEADY_CALLS), PHASE_BUDGET, || {
                 timed_call(&peer, SELECT_1, 1)
@@ -687,6 +719,8 @@ struct Floor {
     connect: Option<Stat>,
     query: Option<Stat>,
     simple: Option<Stat>,
+    unit: Option<Stat>,
+    pipelined: Option<Stat>,
     rows_1k: Option<Stat>,
     rows_100k: Option<Stat>,
     connections: Option<Throughput>,
@@ -744,6 +778,27 @@ async fn measure_floor(pg: &pg::PgCluster) -> Res<Floor> {
         sample(scaled(STEADY_CALLS), PHASE_BUDGET, || async {
             let started = Instant::now();
             client.simple_query(SELECT_1).await.map_err(db)?;
+            Ok(started.elapsed())
+        })
+        .await?,
+    );
+    floor.unit = Some(
+        sample(scaled(STEADY_CALLS), PHASE_BUDGET, || async {
+            let started = Instant::now();
+            client.simple_query(UNIT_SQL).await.map_err(db)?;
+            Ok(started.elapsed())
+        })
+        .await?,
+    );
+    floor.pipelined = Some(
+        sample(scaled(STEADY_CALLS), PHASE_BUDGET, || async {
+            let started = Instant::now();
+            let (begun, rows, ended) = futures_util::join!(
+                client.batch_execute(UNIT_BEGIN),
+                client.query_typed(SELECT_1, &[]),
+                client.batch_execute(UNIT_END)
+            );
+            begun.and(rows).and(ended).map_err(db)?;
             Ok(started.elapsed())
         })
         .await?,
@@ -1036,6 +1091,27 @@ fn render(
         o.steady,
         r.steady,
         fl.simple,
+    );
+    row(
+        &mut line,
+        "Steady `readonly_query` `SELECT 1` (floor: our unit's SQL, BEGIN … RESET, as 1 simple query)",
+        o.steady,
+        r.steady,
+        fl.unit,
+    );
+    row(
+        &mut line,
+        "Steady `readonly_query` `SELECT 1` (floor: our executor's 3 pipelined messages)",
+        o.steady,
+        r.steady,
+        fl.pipelined,
+    );
+    row(
+        &mut line,
+        "MCP call without the database: `dsql_lint` on empty SQL (no floor)",
+        o.noop,
+        r.noop,
+        None,
     );
     row(
         &mut line,
