@@ -61,6 +61,8 @@ pub struct ClusterOptions {
     /// Lines appended to `postgresql.conf` after `initdb` (fixed settings; not rewritten
     /// when a kept data directory is reused).
     pub extra_conf: String,
+    /// A fixed loopback port (the benchmark needs 5432); a free one when `None`.
+    pub port: Option<u16>,
 }
 
 impl ClusterOptions {
@@ -71,6 +73,7 @@ impl ClusterOptions {
             bindir: None,
             ca_name: ca_name.to_owned(),
             extra_conf: String::new(),
+            port: None,
         }
     }
 }
@@ -135,7 +138,10 @@ impl LocalCluster {
         let cluster = LocalCluster {
             data_dir: root.join("data"),
             root: root.clone(),
-            port: free_port().map_err(cleanup)?,
+            port: match opts.port {
+                Some(port) => port,
+                None => free_port().map_err(cleanup)?,
+            },
             ca_path: root.join("ca.pem"),
             ca_pem: prepared.ca_pem,
             bindir,

@@ -61,7 +61,14 @@ pub fn unique_name(prefix: &str) -> String {
 impl PgCluster {
     /// initdb, certificates, configuration, start, wait until ready, create roles.
     pub fn start() -> PgCluster {
+        PgCluster::start_on(None)
+    }
+
+    /// Like `start`, on a given loopback port (`None`: a free one). The benchmark uses 5432,
+    /// the only port the Python reference can reach.
+    pub fn start_on(port: Option<u16>) -> PgCluster {
         let mut opts = ClusterOptions::new(DIR_PREFIX, "aurora-dsql-mcp-server test CA");
+        opts.port = port;
         opts.bindir = std::env::var_os("HARNESS_PG_BINDIR").map(PathBuf::from);
         let inner = LocalCluster::start(&opts).unwrap_or_else(|e| panic!("start PostgreSQL: {e}"));
         inner
