@@ -168,9 +168,10 @@ async fn serve(
             None
         }
     };
+    let warm = executor.clone();
     let server = DsqlServer::new(Toolbox { config, executor });
     let running = tokio::select! {
-        running = server.serve(rmcp::transport::stdio()) => match running {
+        running = server.serve(rmcp::transport::stdio_pipes()) => match running {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("MCP session could not start: {e}");
@@ -182,6 +183,21 @@ async fn serve(
             return ExitCode::SUCCESS;
         }
     };
+    // `initialize` has been answered; now warm up what the first tool call would otherwise
+    // pay for (about 20 ms, measured): aws-lc seeds its random generator on first use, and
+    // the AWS SDK configuration reads profiles and builds the credential chain.
+    tokio::spawn(async move {
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut seed = [0u8; 16];
+            let _ = rustls::crypto::aws_lc_rs::default_provider()
+                .secure_random
+                .fill(&mut seed);
+        })
+        .await;
+        if let Some(executor) = warm {
+            executor.pool().manager().minter().sdk_config().await;
+        }
+    });
     let cancel = running.cancellation_token();
     let waiting = running.waiting();
     tokio::pin!(waiting);

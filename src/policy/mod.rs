@@ -11,7 +11,7 @@
 //! Supporting files: `placeholders` (psycopg `%s` translation), `scan` (the
 //! lexical pre-pass that decodes `U&` escapes), `names` (the function and
 //! setting lists), `lint` (the `dsql_lint` tool's JSON). Every entry point runs
-//! on a helper thread with a large stack (`on_big_stack`), so no input can
+//! on long-lived helper threads with a large stack (`on_big_stack`), so no input can
 //! overflow the caller's stack; a panic there is reported as a refusal.
 
 use std::fmt;
@@ -115,7 +115,8 @@ pub fn check(
     style: Placeholders,
     access: Access,
 ) -> Result<Checked, PolicyError> {
-    on_big_stack(|| guard::check(sql, params, style, access)).unwrap_or_else(|| {
+    let sql = sql.to_owned();
+    on_big_stack(move || guard::check(&sql, params, style, access)).unwrap_or_else(|| {
         Err(PolicyError::Injection(
             "SQL could not be checked (internal error in the checker)".into(),
         ))
@@ -127,18 +128,53 @@ pub fn check(
 /// build (tests/policy_pathological.rs); only the pages touched are committed.
 const CHECK_STACK: usize = 64 * 1024 * 1024;
 
-/// Runs `f` on a scoped thread with `CHECK_STACK` bytes of stack. `None` if the
-/// thread could not start or panicked (callers fail closed).
-fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> Option<T> {
-    std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("sql-policy".into())
-            .stack_size(CHECK_STACK)
-            .spawn_scoped(scope, f)
-            .ok()?
-            .join()
-            .ok()
-    })
+/// Runs `f` on one of a few long-lived threads with `CHECK_STACK` bytes of stack, and
+/// waits for its result. `None` if no thread could start or `f` panicked (callers fail
+/// closed). The threads are started once: a new 64 MiB thread per call cost more than the
+/// check itself, on every tool call (measured by the benchmark).
+fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    use std::sync::{Arc, Mutex, OnceLock, mpsc};
+    type Job = Box<dyn FnOnce() + Send>;
+    static WORKERS: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+    let workers = WORKERS.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let count = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        let mut started = 0;
+        for i in 0..count {
+            let rx = Arc::clone(&rx);
+            let spawned = std::thread::Builder::new()
+                .name(format!("sql-policy-{i}"))
+                .stack_size(CHECK_STACK)
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match job {
+                            // A panicking check loses only its own result (the caller fails
+                            // closed); the worker goes on serving.
+                            Ok(job) => {
+                                drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)))
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                });
+            started += usize::from(spawned.is_ok());
+        }
+        (started > 0).then_some(tx)
+    });
+    let (tx, rx) = mpsc::sync_channel(1);
+    workers
+        .as_ref()?
+        .send(Box::new(move || {
+            let _ = tx.send(f());
+        }))
+        .ok()?;
+    rx.recv().ok()
 }
 
 /// Which DSQL rules the checker enforces.
@@ -169,7 +205,12 @@ impl std::error::Error for RuleViolation {}
 /// statement, and the per-transaction rules over the whole list. Pass the
 /// guard's `Checked::sql` for each statement (placeholders already `$n`).
 pub fn check_rules(statements: &[&str], rules: RuleSet) -> Result<(), RuleViolation> {
-    let found = on_big_stack(|| rules::problems(statements, rules)).unwrap_or_else(|| {
+    let owned: Vec<String> = statements.iter().map(|s| (*s).to_owned()).collect();
+    let found = on_big_stack(move || {
+        let statements: Vec<&str> = owned.iter().map(String::as_str).collect();
+        rules::problems(&statements, rules)
+    })
+    .unwrap_or_else(|| {
         vec![rules::Problem {
             statement: 0,
             rule: "parse_error".into(),
@@ -190,7 +231,8 @@ pub fn check_rules(statements: &[&str], rules: RuleSet) -> Result<(), RuleViolat
 /// "fixed_sql": null unless fix, "summary": {errors, warnings, fixed}}`.
 /// (The 1,000,000-character limit is the tool layer's.)
 pub fn lint(sql: &str, fix: bool) -> serde_json::Value {
-    on_big_stack(|| lint::lint(sql, fix)).unwrap_or_else(|| {
+    let owned = sql.to_owned();
+    on_big_stack(move || lint::lint(&owned, fix)).unwrap_or_else(|| {
         serde_json::json!({
             "diagnostics": [{
                 "rule": "parse_error",
