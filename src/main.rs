@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let first = e.to_string();
             let first = first.lines().next().unwrap_or("invalid arguments");
-            eprintln!("aurora-dsql-mcp-server: {first} (see --help)");
+            complain(format_args!("{first} (see --help)"));
             return ExitCode::from(2);
         }
     };
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("aurora-dsql-mcp-server: cannot start the async runtime: {e}");
+            complain(format_args!("cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -51,7 +51,7 @@ async fn run(mut args: Args) -> ExitCode {
     let mut stop = match Stop::listen() {
         Ok(stop) => stop,
         Err(e) => {
-            eprintln!("aurora-dsql-mcp-server: cannot install signal handlers: {e}");
+            complain(format_args!("cannot install signal handlers: {e}"));
             return ExitCode::from(1);
         }
     };
@@ -87,7 +87,7 @@ async fn run(mut args: Args) -> ExitCode {
         if let Some(e) = &sandbox_error
             && !checking
         {
-            eprintln!("aurora-dsql-mcp-server: --local: {e}");
+            complain(format_args!("--local: {e}"));
             return ExitCode::from(1);
         }
     }
@@ -95,7 +95,7 @@ async fn run(mut args: Args) -> ExitCode {
     let code = match Config::from_args(args, &env) {
         Err(e) if checking => check::config_failed(&e),
         Err(e) => {
-            eprintln!("aurora-dsql-mcp-server: {e}");
+            complain(format_args!("{e}"));
             ExitCode::from(1)
         }
         Ok(config) => {
@@ -155,7 +155,7 @@ async fn serve(
                     Some(Arc::new(executor))
                 }
                 Err(e) => {
-                    eprintln!("aurora-dsql-mcp-server: {e}");
+                    complain(format_args!("{e}"));
                     return ExitCode::from(1);
                 }
             }
@@ -257,4 +257,11 @@ fn init_logging() {
         .with_ansi(false)
         .with_target(false)
         .init();
+}
+
+/// One line on stderr, prefixed with the program's name: how start-up failures are reported
+/// (stdout belongs to JSON-RPC).
+fn complain(message: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "aurora-dsql-mcp-server: {message}");
 }
