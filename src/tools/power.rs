@@ -120,46 +120,62 @@ pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<
     })
 }
 
-/// Finds the table as stored (exact name first, then PostgreSQL's lower-case folding).
-const RESOLVE_TABLE: &str = "SELECT n.nspname AS schema_name, c.relname AS table_name \
-     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE n.nspname IN ($1::text, lower($1::text)) AND c.relname IN ($2::text, lower($2::text)) \
-       AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-     ORDER BY (n.nspname = $1::text) DESC, (c.relname = $2::text) DESC LIMIT 1";
+/// The table's OID, found as stored: exact name first, then PostgreSQL's lower-case folding
+/// ($1 schema, $2 table). Every statement of `describe` filters on it, so the one unit
+/// resolves the name once per statement inside a single snapshot.
+macro_rules! table_oid {
+    () => {
+        "(SELECT c.oid FROM pg_catalog.pg_class c \
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+          WHERE n.nspname IN ($1::text, lower($1::text)) AND c.relname IN ($2::text, lower($2::text)) \
+            AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+          ORDER BY (n.nspname = $1::text) DESC, (c.relname = $2::text) DESC LIMIT 1)"
+    };
+}
 
-const DESCRIBE_COLUMNS: &str = "SELECT a.attname AS name, \
+const RESOLVE_TABLE: &str = concat!(
+    "SELECT n.nspname AS schema_name, c.relname AS table_name \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.oid = ",
+    table_oid!()
+);
+
+const DESCRIBE_COLUMNS: &str = concat!(
+    "SELECT a.attname AS name, \
        pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, \
        NOT a.attnotnull AS nullable, \
        CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS default, \
        CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity, \
        CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS generated \
      FROM pg_catalog.pg_attribute a \
-     JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-     WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped \
-     ORDER BY a.attnum";
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = ",
+    table_oid!(),
+    " ORDER BY a.attnum"
+);
 
-const DESCRIBE_INDEXES: &str = "SELECT i.relname AS name, \
+const DESCRIBE_INDEXES: &str = concat!(
+    "SELECT i.relname AS name, \
        pg_catalog.pg_get_indexdef(ix.indexrelid) AS definition, \
        ix.indisunique AS unique, ix.indisprimary AS primary, ix.indisvalid AS valid \
      FROM pg_catalog.pg_index ix \
-     JOIN pg_catalog.pg_class t ON t.oid = ix.indrelid \
      JOIN pg_catalog.pg_class i ON i.oid = ix.indexrelid \
-     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
-     WHERE n.nspname = $1 AND t.relname = $2 \
-     ORDER BY ix.indisprimary DESC, i.relname";
+     WHERE ix.indrelid = ",
+    table_oid!(),
+    " ORDER BY ix.indisprimary DESC, i.relname"
+);
 
-const DESCRIBE_CONSTRAINTS: &str = "SELECT con.conname AS name, \
+const DESCRIBE_CONSTRAINTS: &str = concat!(
+    "SELECT con.conname AS name, \
        CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' WHEN 'c' THEN 'CHECK' \
          WHEN 'f' THEN 'FOREIGN KEY' WHEN 'x' THEN 'EXCLUSION' ELSE con.contype::text END AS type, \
        pg_catalog.pg_get_constraintdef(con.oid) AS definition, \
        con.convalidated AS validated \
      FROM pg_catalog.pg_constraint con \
-     JOIN pg_catalog.pg_class t ON t.oid = con.conrelid \
-     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace \
-     WHERE n.nspname = $1 AND t.relname = $2 \
-     ORDER BY con.contype = 'p' DESC, con.conname";
+     WHERE con.conrelid = ",
+    table_oid!(),
+    " ORDER BY con.contype = 'p' DESC, con.conname"
+);
 
 pub async fn describe_table(
     tb: &Toolbox,
@@ -192,43 +208,44 @@ pub async fn describe(
     table: &str,
     ctl: &Control<'_>,
 ) -> Result<Option<Value>, ToolError> {
-    let statement = |sql: &str, params: Vec<Value>| Statement {
+    // One unit: one connection, one transaction, one snapshot for the name and its parts.
+    let key: Vec<Value> = vec![schema.into(), table.into()];
+    let statements = [
+        RESOLVE_TABLE,
+        DESCRIBE_COLUMNS,
+        DESCRIBE_INDEXES,
+        DESCRIBE_CONSTRAINTS,
+    ]
+    .into_iter()
+    .map(|sql| Statement {
         sql: sql.to_owned(),
-        params,
-    };
-    let found = executor
-        .run(
-            &Work::new(
-                Mode::ReadOnly,
-                vec![statement(RESOLVE_TABLE, vec![schema.into(), table.into()])],
-            ),
-            ctl,
-        )
-        .await
-        .map_err(|e| ToolError(e.to_string()))?;
-    let Some(row) = found.rows.first() else {
-        return Ok(None);
-    };
-    let key = vec![row["schema_name"].clone(), row["table_name"].clone()];
-    let mut work = Work::new(
-        Mode::ReadOnly,
-        vec![
-            statement(DESCRIBE_COLUMNS, key.clone()),
-            statement(DESCRIBE_INDEXES, key.clone()),
-            statement(DESCRIBE_CONSTRAINTS, key.clone()),
-        ],
-    );
+        params: key.clone(),
+    })
+    .collect();
+    let mut work = Work::new(Mode::ReadOnly, statements);
     work.keep_all = true;
     let mut parts = executor
         .run_all(&work, ctl)
         .await
         .map_err(|e| ToolError(e.to_string()))?
         .into_iter()
-        .map(|o| Value::Array(o.rows.into_iter().map(Value::Object).collect()));
-    let mut next = || parts.next().unwrap_or(Value::Array(Vec::new()));
+        .map(|o| o.rows);
+    let Some(found) = parts.next().and_then(|rows| rows.into_iter().next()) else {
+        return Ok(None);
+    };
+    let mut next = || {
+        Value::Array(
+            parts
+                .next()
+                .unwrap_or_default()
+                .into_iter()
+                .map(Value::Object)
+                .collect(),
+        )
+    };
     Ok(Some(json!({
-        "schema": key[0],
-        "table": key[1],
+        "schema": found["schema_name"],
+        "table": found["table_name"],
         "columns": next(),
         "indexes": next(),
         "constraints": next(),
