@@ -11,7 +11,6 @@
 //!
 //! This is a command-line mode, not MCP: it prints to stdout.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -228,12 +227,7 @@ async fn credentials(report: &mut Report, db: &Database, minter: &TokenMinter) -
             true
         }
         Ok(Err(e)) => {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                let _ = write!(message, ": {s}");
-                source = s.source();
-            }
+            let message = crate::connection::error::error_chain(&e);
             report.fail(
                 "credentials",
                 format!("none found{profile}: {message}"),

@@ -60,20 +60,31 @@ impl From<&tokio_postgres::Error> for DbError {
                 broken,
             };
         }
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(e);
         let mut io = false;
+        let mut source = std::error::Error::source(e);
         while let Some(s) = source {
             io |= s.is::<std::io::Error>();
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
             source = s.source();
         }
+        let message = error_chain(e);
         DbError::other(message, e.is_closed() || io)
     }
+}
+
+/// An error and its sources on one line, skipping a source whose text the line already
+/// holds (tokio-postgres, the credential chain and rustls nest their useful part).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 impl From<tokio_postgres::Error> for DbError {

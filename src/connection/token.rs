@@ -14,6 +14,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dsql::auth_token::{AuthTokenGenerator, Config as TokenConfig};
 use tokio::sync::OnceCell;
 
+use super::error::error_chain;
 use crate::config::Database;
 
 /// How long a minted token stays valid for *connecting*. Short, because it is used at once.
@@ -136,19 +137,4 @@ impl TokenMinter {
         .map_err(|e| err(error_chain(e.as_ref())))?;
         Ok(Token(token.as_str().to_owned()))
     }
-}
-
-/// The error and its sources on one line (credential errors nest their useful part).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s = s.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        source = source.and_then(|e| e.source());
-    }
-    out
 }
