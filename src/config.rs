@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::executor::{Limits, RetryPolicy};
-use crate::policy::{Access, RuleSet};
+use crate::policy::{Access, AllowedFunctions, RuleSet};
 
 /// The reference server's effective knowledge-server default (its argparse default).
 pub const DEFAULT_KNOWLEDGE_SERVER: &str = "https://xmfe3hc3pk.execute-api.us-east-2.amazonaws.com";
@@ -140,6 +140,12 @@ pub struct Args {
 
     /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
     /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally").
+    /// A function of your own that read-only calls may use (`NAME` or `SCHEMA.NAME`;
+    /// repeatable). Built-ins without side effects need no flag; the refused set (host,
+    /// files, SQL-text executors, session and server control) cannot be allowed.
+    #[arg(global = true, long = "allow-function", value_name = "NAME")]
+    pub allow_function: Vec<String>,
+
     #[arg(global = true, long = "local", conflicts_with = "cluster_endpoint")]
     pub local: bool,
 
@@ -200,6 +206,8 @@ pub struct Config {
     /// What is missing when `database` is `None`, for the start-up warning.
     pub missing: Vec<&'static str>,
     pub access: Access,
+    /// `--allow-function` names.
+    pub allowed_functions: AllowedFunctions,
     pub rules: RuleSet,
     pub knowledge_server: String,
     pub knowledge_timeout: Duration,
@@ -328,9 +336,12 @@ impl Config {
             ));
         }
 
+        let allowed_functions =
+            AllowedFunctions::parse(&args.allow_function).map_err(ConfigError::Invalid)?;
         Ok(Config {
             database,
             missing,
+            allowed_functions,
             access: if args.allow_writes {
                 Access::ReadWrite
             } else {

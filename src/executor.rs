@@ -7,12 +7,15 @@
 //! ```text
 //! BEGIN [TRANSACTION READ ONLY] + Parse(1)       -- one round trip; nothing runs unless BEGIN succeeded
 //! statements 1 .. n-1
-//! Execute(n) + COMMIT; RESET ALL; RESET ROLE     -- one round trip (ROLLBACK on error)
+//! Execute(n) + COMMIT; RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE;
+//!   [SET SESSION CHARACTERISTICS ... READ ONLY;] SELECT session_user, current_user, ...
+//!                                                -- one round trip (ROLLBACK on error)
 //! ```
 //!
 //! Caller SQL only ever travels through the extended protocol, one statement per message,
-//! so `COMMIT; DROP ...` cannot escape the transaction. A connection whose reset fails is
-//! discarded.
+//! so `COMMIT; DROP ...` cannot escape the transaction. The reset ends by reading the
+//! session back (who it is, and the lexer setting the guard relies on); a connection whose
+//! reset fails, or reads back anything but the configured user, is discarded.
 //!
 //! Failures DSQL makes ordinary are handled here, once for every tool:
 //! - a broken connection: discarded, and the *whole* unit re-run once on a fresh connection
@@ -34,7 +37,7 @@ use postgres_types::{Kind, Type};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{ConnectError, DbError, Pool, Pooled};
+use crate::connection::{ConnectError, DbError, PgConnection, Pool, Pooled, session_problem};
 use crate::value::{self, TextParam};
 
 /// How the statements of a unit run.
@@ -510,13 +513,22 @@ fn discard(conn: Pooled) {
 /// Scrubs session state so the next call starts clean; a connection that cannot be
 /// scrubbed is discarded rather than reused.
 async fn reset(conn: Pooled) {
-    if let Err(e) = conn.client.batch_execute(conn.reset_sql()).await {
-        tracing::warn!(
-            connection = conn.serial,
-            "session reset failed; discarding the connection: {}",
-            DbError::from(&e)
-        );
-        discard(conn);
+    match finish_with(&conn, conn.reset_sql()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(
+                connection = conn.serial,
+                "session reset could not be verified; discarding the connection"
+            );
+            discard(conn);
+        }
+        Err(e) => {
+            tracing::warn!(
+                connection = conn.serial,
+                "session reset failed; discarding the connection: {e}"
+            );
+            discard(conn);
+        }
     }
 }
 
@@ -591,7 +603,7 @@ async fn run_unit(
         };
         let (executed, finished) = join!(
             execute(client, &prepared, statement, limits, observer),
-            finish_with(client, finish)
+            finish_with(conn, finish)
         );
         return match (executed, finished) {
             // A COMMIT in a failed transaction rolls it back; the reset then ran too.
@@ -615,21 +627,33 @@ async fn run_unit(
     unreachable!("the last statement returns")
 }
 
-/// Runs `sql` (COMMIT or ROLLBACK followed by the reset, or the reset alone). `Err` when
-/// its first command failed; `Ok(false)` when that succeeded but the reset did not.
-async fn finish_with(client: &tokio_postgres::Client, sql: &str) -> Result<bool, DbError> {
-    let stream = client.simple_query_raw(sql).await?;
+/// Runs `sql` (COMMIT or ROLLBACK followed by the reset, or the reset alone; every reset
+/// ends with `VERIFY_SESSION`). `Err` when its first command failed; `Ok(false)` when that
+/// succeeded but the reset did not, or the session it read back is not the configured user
+/// with the lexer settings the guard assumes: the connection must then not serve a call.
+async fn finish_with(conn: &PgConnection, sql: &str) -> Result<bool, DbError> {
+    let stream = conn.client.simple_query_raw(sql).await?;
     pin_mut!(stream);
     let mut completed = 0;
+    let mut verified = false;
     while let Some(message) = stream.next().await {
         match message {
             Ok(tokio_postgres::SimpleQueryMessage::CommandComplete(_)) => completed += 1,
+            Ok(tokio_postgres::SimpleQueryMessage::Row(row)) => {
+                match session_problem(&conn.user, [row.get(0), row.get(1), row.get(2)]) {
+                    None => verified = true,
+                    Some(problem) => {
+                        tracing::warn!(connection = conn.serial, "after the reset, {problem}");
+                        return Ok(false);
+                    }
+                }
+            }
             Ok(_) => {}
             Err(e) if completed == 0 => return Err(DbError::from(&e)),
             Err(_) => return Ok(false),
         }
     }
-    Ok(true)
+    Ok(verified)
 }
 
 /// After a failed statement: roll back (if in a transaction) and reset, then report `error`.
@@ -646,7 +670,7 @@ async fn abandon(
     } else {
         conn.reset_sql()
     };
-    let reset = match finish_with(&conn.client, sql).await {
+    let reset = match finish_with(conn, sql).await {
         Ok(reset) => reset,
         Err(e) => {
             tracing::warn!(connection = conn.serial, "ROLLBACK failed: {e}");
@@ -685,7 +709,7 @@ async fn one_round_trip(
     let (begun, executed, finished) = join!(
         client.batch_execute("BEGIN TRANSACTION READ ONLY"),
         run,
-        finish_with(client, conn.end_sql(true))
+        finish_with(conn, conn.end_sql(true))
     );
     if let Err(e) = begun {
         return (Err(ExecError::Begin(e.into())), finished.is_ok_and(|r| r));

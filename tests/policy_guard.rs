@@ -145,23 +145,20 @@ fn session_resets_and_security_settings_are_refused() {
         "SET session_replication_role = replica",
         "session_replication_role",
     );
-    both_injection(
+    // set_config() is refused whatever it sets (SET, which the guard can read, is the way
+    // to change a setting when writes are allowed).
+    for sql in [
         "SELECT set_config('session_replication_role', 'replica', false)",
-        "session_replication_role",
-    );
-    both_injection(
         "SELECT set_config('ROW_SECURITY', 'off', true)",
-        "row_security",
-    );
-    both_injection(
         "SELECT set_config(current_setting('x'), 'off', false)",
-        "not a string literal",
-    );
-    // read-only mode: any set_config is a write
-    write_refused(
-        "SELECT set_config(current_setting('x'), 'off', false)",
-        "set_config",
-    );
+        "SELECT set_config('work_mem', '64MB', false)",
+        "SELECT (SELECT 1 FROM pg_catalog.set_config('search_path', 'pg_temp', false))",
+    ] {
+        both_injection(
+            sql,
+            "set_config (it changes session or server configuration)",
+        );
+    }
 }
 
 #[test]
@@ -232,7 +229,6 @@ fn dangerous_functions_are_refused_anywhere_qualified_or_not() {
         "CREATE TABLE t (a int DEFAULT pg_sleep(1))",
         "CREATE VIEW v AS SELECT pg_sleep(1)",
         "CREATE INDEX ASYNC i ON t ((pg_sleep(1)))",
-        "COPY (SELECT pg_sleep(1)) TO STDOUT",
         "PREPARE p AS SELECT pg_sleep(1)",
     ] {
         injection(sql, RW, "Dangerous function call not allowed");
@@ -241,10 +237,16 @@ fn dangerous_functions_are_refused_anywhere_qualified_or_not() {
 
 #[test]
 fn quoted_names_keep_their_case() {
-    let c = ok(r#"SELECT "PG_SLEEP"(1)"#, RW);
+    // "LOWER" is not the built-in lower: an unknown function, refused read-only and taken
+    // for the user's own when writes are allowed.
+    injection(r#"SELECT "LOWER"('a')"#, RO, "Function not allowed: LOWER");
+    let c = ok(r#"SELECT "LOWER"('a')"#, RW);
     assert_eq!(c.kind, StatementKind::Read);
-    ok(r#"SELECT "PG_SLEEP"(1)"#, RO);
-    injection(r#"SELECT "pg_sleep"(1)"#, RW, "pg_sleep");
+    // The refused families are matched without case: no spelling dodges them.
+    for access in [RO, RW] {
+        injection(r#"SELECT "PG_SLEEP"(1)"#, access, "PG_SLEEP");
+        injection(r#"SELECT "pg_sleep"(1)"#, access, "pg_sleep");
+    }
 }
 
 // ---- test_sql_guard.py: must reject in read-only mode ----
@@ -273,19 +275,16 @@ fn read_only_refuses_writes() {
         "AWS IAM GRANT app TO 'arn:aws:iam::123456789012:role/app'",
         "AWS IAM GRANT",
     );
-    write_refused(
-        "SELECT set_config('search_path', 'pg_temp', false)",
-        "set_config",
-    );
-    write_refused(
+    injection(
         "SELECT E'\\'', set_config('search_path', 'pg_temp', false)",
+        RO,
         "set_config",
     );
     write_refused("SELECT nextval('seq')", "nextval");
     write_refused("SELECT setval('seq', 1)", "setval");
     write_refused("SELECT 1%setseed(0.5)", "setseed");
-    write_refused("SELECT pg_stat_reset()", "pg_stat_reset");
-    write_refused("SELECT lo_create(0)", "lo_create");
+    injection("SELECT pg_stat_reset()", RO, "pg_stat_reset");
+    injection("SELECT lo_create(0)", RO, "lo_create");
     write_refused("SET work_mem='64MB'", "SET");
     write_refused("SET search_path = evil", "SET");
     write_refused("SET ROLE admin", "SET");
@@ -320,7 +319,7 @@ fn read_only_refuses_writes() {
     write_refused("ANALYZE t", "ANALYZE");
     write_refused("VACUUM t", "VACUUM");
     write_refused("DISCARD PLANS", "DISCARD");
-    write_refused("COPY t TO STDOUT", "COPY");
+    injection("COPY t TO STDOUT", RO, "COPY ... FROM STDIN / TO STDOUT");
     write_refused(
         "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
         "SET",
@@ -555,13 +554,6 @@ fn write_mode_accepts() {
             "UPDATE",
         ),
         ("DELETE FROM t WHERE id = 2", StatementKind::Dml, "DELETE"),
-        ("COPY t TO STDOUT", StatementKind::Other, "COPY"),
-        ("COPY t FROM STDIN", StatementKind::Dml, "COPY"),
-        (
-            "SELECT set_config('work_mem', '64MB', false)",
-            StatementKind::Dml,
-            "SELECT",
-        ),
         ("SELECT nextval('s')", StatementKind::Dml, "SELECT"),
         ("SELECT * FROM t FOR UPDATE", StatementKind::Dml, "SELECT"),
         ("RESET work_mem", StatementKind::Other, "RESET"),
@@ -626,7 +618,7 @@ fn write_mode_accepts() {
             StatementKind::Read,
             "SELECT",
         ),
-        (r#"SELECT "PG_SLEEP"(1)"#, StatementKind::Read, "SELECT"),
+        (r#"SELECT "MyFunction"(1)"#, StatementKind::Read, "SELECT"),
     ];
     for (sql, kind, command) in cases {
         let c = ok(sql, RW);
@@ -655,11 +647,17 @@ fn write_mode_refuses() {
         RW,
         "dblink_connect",
     );
-    injection(
-        "SELECT set_config('session_replication_role', 'replica', false)",
-        RW,
-        "session_replication_role",
-    );
+    for sql in [
+        "COPY t TO STDOUT",
+        "COPY t FROM STDIN",
+        "COPY (SELECT 1) TO STDOUT",
+    ] {
+        injection(
+            sql,
+            RW,
+            "COPY ... FROM STDIN / TO STDOUT needs a data stream that MCP tool calls do not carry: load rows with INSERT ... VALUES in batches of at most 3,000 rows, and read them with SELECT",
+        );
+    }
 }
 
 #[test]
@@ -684,7 +682,7 @@ fn display_keeps_reference_prefixes() {
     let e = err("SELECT pg_sleep(1)", RO);
     assert_eq!(
         e.to_string(),
-        "Your query contains risky injection patterns: Dangerous function call not allowed: pg_sleep"
+        "Your query contains risky injection patterns: Dangerous function call not allowed: pg_sleep (it makes the session wait)"
     );
     let e = err("INSERT INTO t VALUES (1)", RO);
     assert!(e.to_string().starts_with(
@@ -747,7 +745,6 @@ fn session_mutation_forms_in_read_only() {
         ("SET SESSION work_mem = '1GB'", "SET"),
         ("SET LOCAL statement_timeout = 0", "SET"),
         ("SET TIME ZONE 'UTC'", "SET"),
-        ("SET SESSION AUTHORIZATION DEFAULT", "SET"),
         ("RESET search_path", "RESET"),
         ("DISCARD TEMP", "DISCARD"),
         ("LISTEN chan", "LISTEN"),

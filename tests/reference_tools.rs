@@ -490,14 +490,31 @@ async fn a_write_hidden_in_a_function_is_refused_by_the_read_only_transaction() 
 #[tokio::test]
 async fn read_only_survives_a_terminated_backend() {
     let pg = shared();
-    let s = McpSession::for_cluster(pg, &[]).await;
-    let probe = json!({"sql": "SELECT current_setting('transaction_read_only') AS ro, pg_backend_pid() AS pid"});
+    // A function of the user's that writes: the guard lets it through (--allow-function),
+    // so only the database's read-only layers stand between it and the table.
+    let table = unique_name("ro_guarded");
+    let func = unique_name("writes_behind");
+    let db = pg.superuser().await;
+    db.batch_execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY);
+         CREATE FUNCTION {func}() RETURNS int LANGUAGE sql AS $$ INSERT INTO {table} VALUES (1) RETURNING id $$;
+         GRANT ALL ON {table} TO admin; GRANT EXECUTE ON FUNCTION {func}() TO admin;"
+    ))
+    .await
+    .unwrap();
+    let s = McpSession::for_cluster(pg, &["--allow-function", &func]).await;
+    // The first call of every new connection takes the one-round-trip path, which relies on
+    // the session default set at connect (not on a reset's copy of it): check it there.
+    let probe = json!({"sql": "SELECT current_setting('transaction_read_only') AS ro, current_setting('default_transaction_read_only') AS d, pg_backend_pid() AS pid"});
     let first = structured(&s.call("readonly_query", probe.clone()).await);
     assert_eq!(first["result"][0]["ro"], "on");
+    assert_eq!(
+        first["result"][0]["d"], "on",
+        "read-only default set at connect"
+    );
     let pid = first["result"][0]["pid"].as_i64().unwrap();
 
     // Kill the pooled backend while it is idle in the pool.
-    let db = pg.superuser().await;
     let killed: bool = db
         .query_one("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
         .await
@@ -511,29 +528,43 @@ async fn read_only_survives_a_terminated_backend() {
         second["result"][0]["ro"], "on",
         "still inside BEGIN READ ONLY after reconnect"
     );
+    assert_eq!(
+        second["result"][0]["d"], "on",
+        "the new connection's first call sees the read-only default set at connect"
+    );
     assert_ne!(
         second["result"][0]["pid"].as_i64().unwrap(),
         pid,
         "a fresh connection"
     );
 
-    // The second layer: the session itself defaults to read-only in a read-only server.
+    // Kill it again, so the write below is the first call of a new connection: it reaches
+    // the database (the guard allows the function) and the database refuses it.
+    let pid = second["result"][0]["pid"].as_i64().unwrap();
+    let killed: bool = db
+        .query_one("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let r = s
         .call(
             "readonly_query",
-            json!({"sql": "SELECT current_setting('default_transaction_read_only') AS d"}),
-        )
-        .await;
-    assert_eq!(structured(&r), json!({"result": [{"d": "on"}]}));
-
-    // And a write is still refused by the database after the reconnect.
-    let r = s
-        .call(
-            "readonly_query",
-            json!({"sql": "SELECT set_config('transaction_read_only', 'off', true)"}),
+            json!({"sql": format!("SELECT {func}() AS id")}),
         )
         .await;
     assert!(is_error(&r));
+    assert_eq!(
+        text(&r),
+        "Error executing tool readonly_query: readonly_query does not support write operations. Use transact (cannot execute INSERT in a read-only transaction)"
+    );
+    let n: i64 = db
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing was written");
     no_open_transactions(pg).await;
 }
 

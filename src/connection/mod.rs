@@ -12,4 +12,4 @@ pub mod tls;
 pub mod token;
 
 pub use error::DbError;
-pub use pool::{ConnectError, Pool, Pooled};
+pub use pool::{ConnectError, PgConnection, Pool, Pooled, session_problem};

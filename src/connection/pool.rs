@@ -39,6 +39,13 @@ pub struct PgConnection {
     /// READ ONLY`), re-applied by every reset: a second layer under `BEGIN READ ONLY`
     /// that lets a read-only call pipeline BEGIN with its statement.
     pub session_read_only: bool,
+    /// The user the session must be after every reset (the configured database user).
+    pub user: String,
+    /// The reset, and COMMIT / ROLLBACK followed by it: built once per connection from the
+    /// same pieces (`reset_script`), so the connect-time state and every reset agree.
+    reset: String,
+    commit_reset: String,
+    rollback_reset: String,
     /// The task driving the socket. Dropping the client alone leaves the socket open while a
     /// statement is still running, so a connection discarded mid-statement aborts this.
     pub task: tokio::task::AbortHandle,
@@ -47,27 +54,63 @@ pub struct PgConnection {
 /// Makes every transaction of the session read-only unless it says otherwise.
 pub const SESSION_READ_ONLY: &str = "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY";
 
-impl PgConnection {
-    /// Scrubs session state between calls, keeping the session's read-only default.
-    pub fn reset_sql(&self) -> &'static str {
-        if self.session_read_only {
-            "RESET ALL; RESET ROLE; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
-        } else {
-            "RESET ALL; RESET ROLE"
+/// Undoes `SET SESSION AUTHORIZATION` (which the guard refuses in every spelling; this is
+/// the layer under it). Probed once per connection: a server that does not know it keeps
+/// the rest of the reset and the verification.
+pub const RESET_SESSION_AUTHORIZATION: &str = "RESET SESSION AUTHORIZATION";
+
+/// Read back after every reset (and at connect) in the same round trip: who the session
+/// is, and the lexer setting the guard's reading of SQL relies on.
+pub const VERIFY_SESSION: &str =
+    "SELECT session_user, current_user, current_setting('standard_conforming_strings')";
+
+/// The scrub that follows every unit: settings, role (and session authorization where the
+/// server has it), the read-only default when the server is read-only, then the check.
+pub fn reset_script(session_read_only: bool, session_authorization: bool) -> String {
+    let mut parts = vec!["RESET ALL"];
+    if session_authorization {
+        parts.push(RESET_SESSION_AUTHORIZATION);
+    }
+    parts.push("RESET ROLE");
+    if session_read_only {
+        parts.push(SESSION_READ_ONLY);
+    }
+    parts.push(VERIFY_SESSION);
+    parts.join("; ")
+}
+
+/// Why a session read back by `VERIFY_SESSION` cannot serve calls, if it cannot.
+pub fn session_problem(expected_user: &str, values: [Option<&str>; 3]) -> Option<String> {
+    match values {
+        [Some(session), Some(current), Some(scs)]
+            if session == expected_user && current == expected_user && scs == "on" =>
+        {
+            None
         }
+        [Some(_), Some(_), Some(scs)] if scs != "on" => Some(format!(
+            "the session's standard_conforming_strings is {scs:?}, but the SQL guard reads SQL as PostgreSQL does with it on; reset it for the role or database (ALTER ROLE ... RESET standard_conforming_strings)"
+        )),
+        [session, current, _] => Some(format!(
+            "the session is {} (current user {}), not the configured user {expected_user}",
+            session.unwrap_or("NULL"),
+            current.unwrap_or("NULL")
+        )),
+    }
+}
+
+impl PgConnection {
+    /// Scrubs session state between calls, keeping the session's read-only default, and
+    /// reads the session back (`VERIFY_SESSION`).
+    pub fn reset_sql(&self) -> &str {
+        &self.reset
     }
 
     /// Ends a transaction (`COMMIT` or `ROLLBACK`) and scrubs the session, in one message.
-    pub fn end_sql(&self, commit: bool) -> &'static str {
-        match (commit, self.session_read_only) {
-            (true, true) => {
-                "COMMIT; RESET ALL; RESET ROLE; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
-            }
-            (true, false) => "COMMIT; RESET ALL; RESET ROLE",
-            (false, true) => {
-                "ROLLBACK; RESET ALL; RESET ROLE; SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
-            }
-            (false, false) => "ROLLBACK; RESET ALL; RESET ROLE",
+    pub fn end_sql(&self, commit: bool) -> &str {
+        if commit {
+            &self.commit_reset
+        } else {
+            &self.rollback_reset
         }
     }
 }
@@ -161,27 +204,72 @@ impl managed::Manager for Manager {
             }
         });
         tracing::debug!(connection = serial, action = ?self.minter.action(), "opened a connection with a fresh token");
-        let mut session_read_only = false;
-        if self.read_only_sessions {
-            match client.batch_execute(SESSION_READ_ONLY).await {
-                Ok(()) => session_read_only = true,
-                Err(e) => {
-                    let e = DbError::from(&e);
-                    if e.broken {
-                        return Err(ConnectError::Postgres(e));
-                    }
-                    // Still read-only through BEGIN READ ONLY; only the pipelining is lost.
-                    tracing::info!(
-                        connection = serial,
-                        "session read-only default not available: {e}"
-                    );
-                }
+        // One round trip: the read-only default (on a read-only server), the probe for
+        // RESET SESSION AUTHORIZATION, and the same verification every reset ends with, so
+        // the first call on this connection starts from the state the reset maintains.
+        let read_only = async {
+            if self.read_only_sessions {
+                Some(client.batch_execute(SESSION_READ_ONLY).await)
+            } else {
+                None
             }
+        };
+        let (read_only, auth, verify) = tokio::join!(
+            read_only,
+            client.batch_execute(RESET_SESSION_AUTHORIZATION),
+            client.simple_query(VERIFY_SESSION)
+        );
+        let mut session_read_only = false;
+        match read_only {
+            Some(Ok(())) => session_read_only = true,
+            Some(Err(e)) => {
+                let e = DbError::from(&e);
+                if e.broken {
+                    return Err(ConnectError::Postgres(e));
+                }
+                // Still read-only through BEGIN READ ONLY; only the pipelining is lost.
+                tracing::info!(
+                    connection = serial,
+                    "session read-only default not available: {e}"
+                );
+            }
+            None => {}
         }
+        let session_authorization = match auth {
+            Ok(()) => true,
+            Err(e) => {
+                let e = DbError::from(&e);
+                if e.broken {
+                    return Err(ConnectError::Postgres(e));
+                }
+                tracing::info!(
+                    connection = serial,
+                    "RESET SESSION AUTHORIZATION not available: {e}"
+                );
+                false
+            }
+        };
+        let user = self.base.get_user().unwrap_or_default().to_owned();
+        let rows = verify.map_err(|e| ConnectError::Postgres(DbError::from(&e)))?;
+        let values = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some([r.get(0), r.get(1), r.get(2)]),
+            _ => None,
+        });
+        if let Some(problem) = session_problem(&user, values.unwrap_or([None, None, None])) {
+            return Err(ConnectError::Postgres(DbError::other(
+                format!("the new connection cannot be used: {problem}"),
+                false,
+            )));
+        }
+        let reset = reset_script(session_read_only, session_authorization);
         Ok(PgConnection {
             client,
             serial,
             session_read_only,
+            user,
+            commit_reset: format!("COMMIT; {reset}"),
+            rollback_reset: format!("ROLLBACK; {reset}"),
+            reset,
             task: task.abort_handle(),
         })
     }

@@ -8,7 +8,7 @@
 //! `;`. The lexer and sqlparser share no code, so a disagreement between them
 //! on where strings, names or comments end shows up here.
 
-use super::names::{self, FunctionClass};
+use super::functions::{self, Class};
 use super::scan::{self, Sink};
 use super::{Access, Placeholders, RuleSet, check, check_rules, lint};
 
@@ -310,7 +310,7 @@ fn second_opinion(sql: &str) -> Result<(), String> {
     };
     for w in toks.windows(2) {
         if let (Tok::Word(name), Tok::Punct('(')) = (&w[0], &w[1])
-            && names::classify_function(name) == FunctionClass::Dangerous
+            && matches!(functions::class_of(name), Some(Class::Refused(_)))
         {
             return Err(format!("dangerous call {name}( accepted"));
         }
@@ -385,7 +385,9 @@ fn random_bytes_never_panic() {
 fn second_opinion_sees_what_it_should() {
     assert!(second_opinion("SELECT pg_catalog.pg_sleep (1)").is_err());
     assert!(second_opinion("SELECT \"pg_sleep\"(1)").is_err());
-    assert!(second_opinion("SELECT \"PG_SLEEP\"(1)").is_ok());
+    // A quoted upper-case spelling names another function, but the refused families are
+    // matched without case so that no spelling can dodge them.
+    assert!(second_opinion("SELECT \"PG_SLEEP\"(1)").is_err());
     assert!(second_opinion("SELECT 'pg_sleep(1)'").is_ok());
     assert!(second_opinion("SELECT 1; SELECT 2").is_err());
     assert!(second_opinion("SELECT 1;").is_ok());
@@ -410,7 +412,7 @@ mod pg {
         }
         for f in parsed.call_functions() {
             let base = f.rsplit('.').next().unwrap_or(&f);
-            if names::classify_function(base) == FunctionClass::Dangerous {
+            if matches!(functions::class_of(base), Some(Class::Refused(_))) {
                 return Some(format!("PostgreSQL reads a call to {f}"));
             }
         }
@@ -427,20 +429,50 @@ mod pg {
         None
     }
 
+    /// Checks `sql` in both modes; every accepted form is read by PostgreSQL's parser, which
+    /// must agree that it is safe. Returns how many accepted forms PostgreSQL compared. An
+    /// accepted statement PostgreSQL cannot parse is reported (a panic), never skipped:
+    /// what PostgreSQL cannot read is not what the guard checked.
     fn differential(sql: &str) -> usize {
+        let (compared, unparsed) = differential_report(sql);
+        if let Some(u) = unparsed.first() {
+            panic!("{u}");
+        }
+        compared
+    }
+
+    /// `differential`, reporting the accepted statements PostgreSQL cannot parse instead
+    /// of failing on the first (the random corpus counts them).
+    fn differential_report(sql: &str) -> (usize, Vec<String>) {
+        let mut unparsed = Vec::new();
         let mut compared = 0;
         for access in [Access::ReadOnly, Access::ReadWrite] {
             if let Ok(c) = check(sql, None, Placeholders::Psycopg, access) {
-                if pg_query::parse(&c.sql, 0).is_ok() {
-                    compared += 1;
-                }
                 let wait = c.kind == super::super::StatementKind::WaitForJob;
+                if pg_query::parse(&c.sql, 0).is_err() {
+                    // DSQL-only syntax (ASYNC, AWS IAM GRANT) is the one known exception.
+                    if is_dsql_only(&c.sql) {
+                        continue;
+                    }
+                    unparsed.push(format!(
+                        "PostgreSQL cannot parse {:?}, which the guard accepted in {access:?}",
+                        c.sql
+                    ));
+                    continue;
+                }
+                compared += 1;
                 if let Some(why) = postgres_disagrees(&c.sql, wait) {
                     panic!("{why}: guard accepted {sql:?} as {:?} in {access:?}", c.sql);
                 }
             }
         }
-        compared
+        (compared, unparsed)
+    }
+
+    /// Statements with DSQL's own syntax, which PostgreSQL's parser refuses.
+    fn is_dsql_only(sql: &str) -> bool {
+        let upper = sql.to_ascii_uppercase();
+        upper.contains(" ASYNC") || upper.starts_with("AWS IAM")
     }
 
     #[test]
@@ -450,7 +482,7 @@ mod pg {
         assert!(postgres_disagrees("SELECT pg_sleep(1)", false).is_some());
         assert!(postgres_disagrees(r#"SELECT U&"pg_sl\0065ep"(1)"#, false).is_some());
         assert!(postgres_disagrees("SELECT 1; SELECT 2", false).is_some());
-        assert!(postgres_disagrees("SELECT \"PG_SLEEP\"(1)", false).is_none());
+        assert!(postgres_disagrees("SELECT \"PG_SLEEP\"(1)", false).is_some());
         assert!(postgres_disagrees("SELECT 'pg_sleep(1)'", false).is_none());
     }
 
@@ -472,9 +504,29 @@ mod pg {
             "SELECT 1 #- '{a}', pg_sleep(1)",
             "SELECT 'a' -- \n 'b', pg_sleep(1)",
         ];
+        // Each of these hides a call the guard must refuse; PostgreSQL would run it.
         for sql in corpus {
-            differential(sql);
+            assert_eq!(differential(sql), 0, "the guard accepted {sql:?}");
+            assert!(
+                postgres_disagrees(sql, false).is_some(),
+                "PostgreSQL does not see the hidden call in {sql:?} (a dead corpus case)"
+            );
         }
+        // Reads the guard must accept, each compared by PostgreSQL in both modes.
+        let accepted = [
+            "SELECT 'pg_sleep(1)' AS s, \"PG_SLEEP\" FROM t",
+            "SELECT (t).a, ts_rank(to_tsvector('a b'), to_tsquery('a')) FROM t",
+            "SELECT x FROM t WHERE x IN (1, 2, 3) ORDER BY 1 LIMIT 5",
+            "SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t",
+            "SELECT '{\"a\":1}'::jsonb -> 'a', '{\"a\":1}'::jsonb ->> 'a'",
+            "SELECT 'a''b', E'\\n', $$x$$ FROM t -- trailing",
+        ];
+        let compared: usize = accepted.iter().map(|sql| differential(sql)).sum();
+        assert_eq!(
+            compared,
+            2 * accepted.len(),
+            "every accepted read is compared in both modes"
+        );
     }
 
     #[test]
@@ -485,12 +537,31 @@ mod pg {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(3000u64);
+        let mut unparsed = Vec::new();
         for seed in 0..seeds {
             let mut rng = fastrand::Rng::with_seed(seed);
-            compared += differential(&structured_sql(&mut rng));
+            let (n, u) = differential_report(&structured_sql(&mut rng));
+            compared += n;
+            unparsed.extend(u);
             let mut rng = fastrand::Rng::with_seed(seed + 1_000_000);
-            compared += differential(&random_sql(&mut rng));
+            let (n, u) = differential_report(&random_sql(&mut rng));
+            compared += n;
+            unparsed.extend(u);
+        }
+        eprintln!(
+            "pg-oracle: {compared} accepted statements compared, {} accepted but unparseable by PostgreSQL",
+            unparsed.len()
+        );
+        for u in unparsed.iter().take(20) {
+            eprintln!("  {u}");
         }
         assert!(compared > 500, "only {compared} statements compared");
+        // sqlparser accepts a few spellings PostgreSQL refuses; the server would send them and
+        // the cluster would refuse them too. They are reported above, and must stay rare.
+        assert!(
+            unparsed.len() * 20 < compared,
+            "{} accepted statements PostgreSQL cannot parse (of {compared})",
+            unparsed.len()
+        );
     }
 }

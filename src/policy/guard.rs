@@ -15,15 +15,17 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopyTarget, DiscardObject, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident,
-    ObjectName, ObjectNamePart, Query, Reset, Select, Set, Statement, TableFactor,
-    TransactionAccessMode, TransactionMode, UtilityOption, Value, Visit, Visitor,
+    AccessExpr, BinaryOperator, CopyTarget, DiscardObject, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, Ident, ObjectName, ObjectNamePart, Query, Reset, Select, Set, Statement,
+    TableFactor, TransactionAccessMode, TransactionMode, UtilityOption, Value, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use super::names::{self, FunctionClass};
+use super::functions::{self, AllowedFunctions, Site, Verdict};
+use super::names;
+use super::objects;
 use super::placeholders;
 use super::{Access, Checked, Placeholders, PolicyError, StatementKind};
 
@@ -36,12 +38,23 @@ use super::{Access, Checked, Placeholders, PolicyError, StatementKind};
 /// resets it at every comma).
 pub(crate) const MAX_TOKEN_RUN: usize = 20_000;
 
+/// Most tokens one checked statement may have. Tokens and the tree cost about a hundred
+/// bytes each, so this bounds the check's memory (a 3,000-row, 10-column INSERT has about
+/// 70,000); the count comes from the lexer, before any token or tree is built.
+pub(crate) const MAX_TOKENS: usize = 250_000;
+
+/// Inputs with more statements than this are refused from the lexer's count alone, before
+/// parsing (which would build every statement's tree only to refuse them all). Up to this
+/// many are parsed, so the most telling finding is reported.
+const MAX_PARSED_STATEMENTS: usize = 8;
+
 /// Runs the whole guard. Call it on a thread with a large stack (see `super::on_big_stack`).
 pub(crate) fn check(
     sql: &str,
     params: Option<usize>,
     style: Placeholders,
     access: Access,
+    allowed: &AllowedFunctions,
 ) -> Result<Checked, PolicyError> {
     // 1. Placeholders, on the raw text, as the client library would do it.
     let (text, expected) = match (style, params) {
@@ -61,9 +74,24 @@ pub(crate) fn check(
     // 2. Lexical pre-pass: decode U& escapes, refuse what cannot be decoded.
     let text = super::scan::normalize(&text)
         .map_err(|e| PolicyError::Injection(format!("SQL could not be scanned: {e}")))?;
+    let size = super::scan::measure(&text)
+        .map_err(|e| PolicyError::Injection(format!("SQL could not be scanned: {e}")))?;
+    if size.statements > MAX_PARSED_STATEMENTS {
+        let why = format!(
+            "Exactly one SQL statement is allowed, found {}",
+            size.statements
+        );
+        return Err(match access {
+            Access::ReadOnly => PolicyError::Bypass(why),
+            Access::ReadWrite => PolicyError::Injection(why),
+        });
+    }
+    if size.tokens > MAX_TOKENS {
+        return Err(PolicyError::Injection(too_large(size.tokens)));
+    }
 
     // 3. Tokens: placeholders, nesting bound, leftovers of U& the pre-pass missed.
-    let tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
+    let mut tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
     token_checks(&tokens)?;
     lexers_agree(&text, &tokens)?;
     let highest = highest_placeholder(&tokens)?;
@@ -77,17 +105,27 @@ pub(crate) fn check(
         return Err(PolicyError::Injection(msg));
     }
 
-    // 4. Parse (fail closed).
-    let statements = match parse_tokens(tokens.clone()) {
+    // 4. Parse (fail closed). Whitespace and comments are dropped first (they are half the
+    // tokens, and the lexers already agreed on them); `TABLE t` is read as `SELECT * FROM t`.
+    tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
+    expand_table_queries(&mut tokens);
+    let statements = match parse_tokens(tokens) {
         Ok(s) => s,
-        Err(e) => match alter_table_async_retry(&tokens) {
-            Some(Ok(s)) => s,
-            _ => return Err(parse_error_finding(&tokens, &e, access)),
-        },
+        Err(e) => {
+            // Rare: tokenize again rather than keep a copy of every token for this case.
+            let mut tokens =
+                tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
+            tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
+            expand_table_queries(&mut tokens);
+            match alter_table_async_retry(&tokens) {
+                Some(Ok(s)) => s,
+                _ => return Err(parse_error_finding(&tokens, &e, access)),
+            }
+        }
     };
 
     // 5. Decide.
-    let verdict = judge(&statements, access);
+    let verdict = judge(&statements, access, allowed);
     drop(statements);
     let (kind, command) = verdict?;
     Ok(Checked {
@@ -113,10 +151,12 @@ pub(crate) fn parse_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>,
 
 /// Parses SQL text the way the guard does (used by the rule checker).
 pub(crate) fn parse_text(text: &str) -> Result<Vec<Statement>, String> {
-    let tokens = tokenize(text).map_err(|e| parse_failure(&e))?;
+    let mut tokens = tokenize(text).map_err(|e| parse_failure(&e))?;
     if longest_run(&tokens) > MAX_TOKEN_RUN {
         return Err(too_complex());
     }
+    tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
+    expand_table_queries(&mut tokens);
     match parse_tokens(tokens.clone()) {
         Ok(s) => Ok(s),
         Err(e) => match alter_table_async_retry(&tokens) {
@@ -130,6 +170,55 @@ pub(crate) fn parse_failure(e: &ParserError) -> String {
     let msg = e.to_string();
     let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
     format!("SQL could not be parsed: {msg}")
+}
+
+fn too_large(tokens: usize) -> String {
+    format!(
+        "SQL is too large to check safely: about {tokens} tokens in one statement (the limit is {MAX_TOKENS}); split the work into several statements"
+    )
+}
+
+/// PostgreSQL's `TABLE name` is `SELECT * FROM name`; sqlparser does not read it, so the
+/// guard checks the longer spelling (the server still sends the caller's text). Only a
+/// `TABLE` where a query may start is expanded: at the start, after `(` or `)` (a CTE, an
+/// option list), after a set operator, or after `EXPLAIN` and its options. Everywhere else
+/// (`CREATE TABLE`, `LOCK TABLE`, `ON TABLE`) the word stays as it is.
+fn expand_table_queries(tokens: &mut Vec<TokenWithSpan>) {
+    use sqlparser::keywords::Keyword;
+    let starts_query = |prev: Option<&TokenWithSpan>| match prev.map(|t| &t.token) {
+        None | Some(Token::LParen) | Some(Token::RParen) => true,
+        Some(Token::Word(w)) if w.quote_style.is_none() => matches!(
+            w.keyword,
+            Keyword::UNION
+                | Keyword::INTERSECT
+                | Keyword::EXCEPT
+                | Keyword::ALL
+                | Keyword::DISTINCT
+                | Keyword::EXPLAIN
+                | Keyword::ANALYZE
+                | Keyword::VERBOSE
+        ),
+        _ => false,
+    };
+    let is_table = |t: &TokenWithSpan| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::TABLE);
+    let expand: Vec<bool> = (0..tokens.len())
+        .map(|i| is_table(&tokens[i]) && starts_query(i.checked_sub(1).map(|j| &tokens[j])))
+        .collect();
+    if !expand.contains(&true) {
+        return;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 8);
+    for (t, expand) in std::mem::take(tokens).into_iter().zip(expand) {
+        if expand {
+            let span = t.span;
+            out.push(TokenWithSpan::new(Token::make_keyword("SELECT"), span));
+            out.push(TokenWithSpan::new(Token::Mul, span));
+            out.push(TokenWithSpan::new(Token::make_keyword("FROM"), span));
+        } else {
+            out.push(t);
+        }
+    }
+    *tokens = out;
 }
 
 fn too_complex() -> String {
@@ -425,7 +514,11 @@ impl Findings {
     }
 }
 
-fn judge(statements: &[Statement], access: Access) -> Result<(StatementKind, String), PolicyError> {
+fn judge(
+    statements: &[Statement],
+    access: Access,
+    allowed: &AllowedFunctions,
+) -> Result<(StatementKind, String), PolicyError> {
     let mut f = Findings::default();
     if statements.is_empty() {
         return Err(PolicyError::Injection(
@@ -440,7 +533,7 @@ fn judge(statements: &[Statement], access: Access) -> Result<(StatementKind, Str
     }
     let mut first = None;
     for stmt in statements {
-        let r = classify(stmt, access, &mut f);
+        let r = classify(stmt, access, allowed, &mut f);
         first.get_or_insert(r);
     }
     let read_only = access == Access::ReadOnly;
@@ -460,60 +553,72 @@ fn judge(statements: &[Statement], access: Access) -> Result<(StatementKind, Str
     Ok(first.expect("at least one statement"))
 }
 
-/// Walks the whole statement tree: function calls anywhere, locking clauses,
-/// `SELECT … INTO`, and statements nested in queries (data-modifying CTEs).
-struct Walk {
+/// Walks the whole statement tree: every function reference in every syntactic form,
+/// locking clauses, `SELECT … INTO`, statements nested in queries (data-modifying CTEs), and
+/// the names of every relation (for the write-mode system-catalog check).
+struct Walk<'a> {
+    access: Access,
+    allowed: &'a AllowedFunctions,
     danger: Option<String>,
     ro: Option<String>,
     depth: usize,
+    /// Relation names met anywhere in the statement.
+    relations: Vec<ObjectName>,
 }
 
-impl Walk {
-    fn function(&mut self, name: &ObjectName, args: Option<&FunctionArguments>) {
-        let Some(base) = basename(name) else {
+impl Walk<'_> {
+    fn verdict(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Allow => {}
+            Verdict::WriteOnly(why) => {
+                self.ro.get_or_insert(why);
+            }
+            Verdict::Refuse(why) => {
+                self.danger.get_or_insert(why);
+            }
+        }
+    }
+
+    /// A call: `f(...)`, `s.f(...)`, `FROM f(...)`.
+    fn call(&mut self, name: &ObjectName) {
+        let Some(parts) = folded_parts(name) else {
             self.danger
                 .get_or_insert_with(|| format!("function name could not be resolved: {name}"));
             return;
         };
-        match names::classify_function(&base) {
-            FunctionClass::Dangerous => {
-                self.danger
-                    .get_or_insert_with(|| format!("Dangerous function call not allowed: {base}"));
-            }
-            FunctionClass::Mutating => {
-                self.ro.get_or_insert_with(|| {
-                    format!("function changes state and is not allowed in read-only mode: {base}")
-                });
-            }
-            FunctionClass::SetConfig => {
-                self.ro.get_or_insert_with(|| {
-                    "set_config() changes session settings and is not allowed in read-only mode"
-                        .into()
-                });
-                match args.and_then(first_string_arg) {
-                    Some(setting) if names::is_security_setting(&setting) => {
-                        self.danger.get_or_insert_with(|| {
-                            format!(
-                                "Security-sensitive session setting not allowed: {}",
-                                setting.to_ascii_lowercase()
-                            )
-                        });
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.danger.get_or_insert_with(|| {
-                            "set_config() with a setting name that is not a string literal is not allowed"
-                                .into()
-                        });
-                    }
-                }
-            }
-            FunctionClass::Plain => {}
+        let v = functions::judge(&parts, Site::Call, self.access, self.allowed);
+        self.verdict(v);
+    }
+
+    /// A field selection that PostgreSQL may read as a call of `field` on what precedes it.
+    fn attribute(&mut self, field: &Ident) {
+        let v = functions::judge(&[fold(field)], Site::Attribute, self.access, self.allowed);
+        self.verdict(v);
+    }
+
+    /// `OPERATOR(schema.op)`: operators are functions too; only the built-in ones.
+    fn operator(&mut self, parts: &[String]) {
+        if let [schema, _op] = parts
+            && schema.to_ascii_lowercase() != "pg_catalog"
+        {
+            self.danger.get_or_insert_with(|| {
+                format!(
+                    "operator not allowed: OPERATOR({}) (only built-in operators, in pg_catalog, may be named)",
+                    parts.join(".")
+                )
+            });
+        } else if parts.len() > 2 {
+            self.danger.get_or_insert_with(|| {
+                format!(
+                    "operator name could not be resolved: OPERATOR({})",
+                    parts.join(".")
+                )
+            });
         }
     }
 }
 
-impl Visitor for Walk {
+impl Visitor for Walk<'_> {
     type Break = ();
 
     fn pre_visit_statement(&mut self, stmt: &Statement) -> ControlFlow<()> {
@@ -545,9 +650,38 @@ impl Visitor for Walk {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        self.relations.push(relation.clone());
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-        if let Expr::Function(f) = expr {
-            self.function(&f.name, Some(&f.args));
+        match expr {
+            Expr::Function(f) => self.call(&f.name),
+            // `t.f`, `s.t.f`: every part after the first may be a field selection.
+            Expr::CompoundIdentifier(parts) => {
+                for p in parts.iter().skip(1) {
+                    self.attribute(p);
+                }
+            }
+            // `(expr).f`, `(expr).f.g`
+            Expr::CompoundFieldAccess { access_chain, .. } => {
+                for a in access_chain {
+                    if let AccessExpr::Dot(Expr::Identifier(id)) = a {
+                        self.attribute(id);
+                    }
+                }
+            }
+            Expr::BinaryOp {
+                op: BinaryOperator::PGCustomBinaryOperator(parts),
+                ..
+            } => self.operator(parts),
+            Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
+                if let BinaryOperator::PGCustomBinaryOperator(parts) = compare_op {
+                    self.operator(parts);
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }
@@ -558,8 +692,8 @@ impl Visitor for Walk {
                 name,
                 args: Some(_),
                 ..
-            } => self.function(name, None),
-            TableFactor::Function { name, .. } => self.function(name, None),
+            } => self.call(name),
+            TableFactor::Function { name, .. } => self.call(name),
             _ => {}
         }
         ControlFlow::Continue(())
@@ -593,14 +727,6 @@ pub(crate) fn fold(id: &Ident) -> String {
     }
 }
 
-/// The last part of a (possibly qualified) name, folded.
-fn basename(name: &ObjectName) -> Option<String> {
-    match name.0.last()? {
-        ObjectNamePart::Identifier(id) => Some(fold(id)),
-        ObjectNamePart::Function(_) => None,
-    }
-}
-
 fn folded_parts(name: &ObjectName) -> Option<Vec<String>> {
     name.0
         .iter()
@@ -615,16 +741,6 @@ fn string_value(v: &Value) -> Option<String> {
         | Value::UnicodeStringLiteral(s)
         | Value::NationalStringLiteral(s) => Some(s.clone()),
         Value::DollarQuotedString(d) => Some(d.value.clone()),
-        _ => None,
-    }
-}
-
-fn first_string_arg(args: &FunctionArguments) -> Option<String> {
-    let FunctionArguments::List(list) = args else {
-        return None;
-    };
-    match list.args.first()? {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => string_value(&v.value),
         _ => None,
     }
 }
@@ -650,7 +766,9 @@ fn statement_danger(stmt: &Statement) -> Option<String> {
                 "COPY ... TO/FROM a server-side file accesses the host filesystem and is not allowed"
                     .into(),
             ),
-            CopyTarget::Stdin | CopyTarget::Stdout => None,
+            CopyTarget::Stdin | CopyTarget::Stdout => Some(
+                "COPY ... FROM STDIN / TO STDOUT needs a data stream that MCP tool calls do not carry: load rows with INSERT ... VALUES in batches of at most 3,000 rows, and read them with SELECT".into(),
+            ),
         },
         Statement::Discard {
             object_type: DiscardObject::ALL,
@@ -661,10 +779,15 @@ fn statement_danger(stmt: &Statement) -> Option<String> {
         Statement::NOTIFY { .. } => {
             Some("NOTIFY sends notifications to other sessions and is not allowed".into())
         }
+        Statement::Set(Set::SetSessionAuthorization(_)) => Some(
+            "SET SESSION AUTHORIZATION changes who the session is and is not allowed".into(),
+        ),
+        Statement::Set(Set::SetNames { .. } | Set::SetNamesDefault {}) => Some(
+            "SET NAMES changes the client encoding, which changes how later statements are read, and is not allowed".into(),
+        ),
         Statement::Set(set) => set_variables(set)
             .into_iter()
-            .find(|v| names::is_security_setting(v))
-            .map(|v| format!("Security-sensitive session setting not allowed: {v}")),
+            .find_map(|v| names::setting_refusal(&v)),
         Statement::AlterTable(at)
             if at.r#async
                 && !at.operations.iter().all(|op| {
@@ -721,11 +844,19 @@ fn is_wait_for_job(f: &sqlparser::ast::Function) -> bool {
 }
 
 /// Classifies one top-level statement, recording findings; returns its kind and command tag.
-fn classify(stmt: &Statement, access: Access, f: &mut Findings) -> (StatementKind, String) {
+fn classify(
+    stmt: &Statement,
+    access: Access,
+    allowed: &AllowedFunctions,
+    f: &mut Findings,
+) -> (StatementKind, String) {
     let mut walk = Walk {
+        access,
+        allowed,
         danger: None,
         ro: None,
         depth: 0,
+        relations: Vec::new(),
     };
     let _ = stmt.visit(&mut walk);
     if let Some(d) = statement_danger(stmt) {
@@ -845,6 +976,12 @@ fn classify(stmt: &Statement, access: Access, f: &mut Findings) -> (StatementKin
             kind
         }
     };
+    if access == Access::ReadWrite {
+        let pure_read = kind == StatementKind::Read && walk.ro.is_none();
+        if let Some(why) = objects::refusal(stmt, &walk.relations, pure_read) {
+            f.danger(why);
+        }
+    }
     (kind, command)
 }
 
@@ -891,11 +1028,12 @@ fn is_false_word(s: &str) -> bool {
     )
 }
 
-/// Statement kinds PostgreSQL/DSQL know that the guard lets through when writes
-/// are allowed (the rule checker then applies DSQL's own restrictions): every schema
-/// change (`is_ddl`), plus the data and session statements below. Others are dialects'
-/// statements sqlparser knows but PostgreSQL does not. Only reached after
-/// `statement_danger` has refused function/procedure definitions, LOAD, CALL, COPY PROGRAM.
+/// The statement allowlist of write mode: DSQL's schema changes (`is_ddl`; the rule
+/// checker then applies DSQL's own restrictions, `objects` the system-object rules) and
+/// data and session statements. Left out on purpose: statements whose state outlives the
+/// call on a pooled backend (PREPARE, DECLARE ... WITH HOLD, LISTEN), locks (LOCK, which
+/// DSQL refuses), MERGE, VACUUM and DISCARD (DSQL refuses them), COPY (no data stream
+/// travels with a tool call), and every dialect's statement PostgreSQL does not know.
 fn rw_allowed(s: &Statement) -> bool {
     use Statement as S;
     is_ddl(s)
@@ -905,22 +1043,11 @@ fn rw_allowed(s: &Statement) -> bool {
                 | S::Insert(_)
                 | S::Update(_)
                 | S::Delete(_)
-                | S::Merge(_)
-                | S::Copy { .. }
                 | S::Explain { .. }
                 | S::Analyze(_)
-                | S::Vacuum(_)
                 | S::Set(_)
                 | S::Reset(_)
-                | S::Discard { .. }
-                | S::LISTEN { .. }
-                | S::UNLISTEN { .. }
-                | S::Lock(_)
-                | S::Prepare { .. }
                 | S::Deallocate { .. }
-                | S::Declare { .. }
-                | S::Fetch { .. }
-                | S::Close { .. }
         )
 }
 

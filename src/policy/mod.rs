@@ -8,22 +8,29 @@
 //!
 //! Both run before a connection is taken: nothing they reject reaches the database.
 //!
-//! Supporting files: `placeholders` (psycopg `%s` translation), `scan` (the
-//! lexical pre-pass that decodes `U&` escapes), `names` (the function and
-//! setting lists), `lint` (the `dsql_lint` tool's JSON). Every entry point runs
+//! Supporting files: `functions` (the function allowlist and refused set, over the
+//! generated catalog `functions.tsv`), `objects` (write-mode rules on system relations,
+//! temporary objects, roles and grants), `names` (refused session settings),
+//! `placeholders` (psycopg `%s` translation), `scan` (the lexical pre-pass that decodes
+//! `U&` escapes and measures the input before any parser runs), `lint` (the `dsql_lint`
+//! tool's JSON). Every entry point runs
 //! on long-lived helper threads with a large stack (`on_big_stack`), so no input can
 //! overflow the caller's stack; a panic there is reported as a refusal.
 
 use std::fmt;
 
+mod functions;
 #[cfg(test)]
 mod fuzz;
 mod guard;
 mod lint;
 mod names;
+mod objects;
 mod placeholders;
 mod rules;
 mod scan;
+
+pub use functions::{AllowedFunctions, is_listed as is_known_function};
 
 /// How a tool writes placeholders in its SQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +122,20 @@ pub fn check(
     style: Placeholders,
     access: Access,
 ) -> Result<Checked, PolicyError> {
+    check_with(sql, params, style, access, &AllowedFunctions::default())
+}
+
+/// `check`, with the user's `--allow-function` names.
+pub fn check_with(
+    sql: &str,
+    params: Option<usize>,
+    style: Placeholders,
+    access: Access,
+    allowed: &AllowedFunctions,
+) -> Result<Checked, PolicyError> {
     let sql = sql.to_owned();
-    on_big_stack(move || guard::check(&sql, params, style, access)).unwrap_or_else(|| {
+    let allowed = allowed.clone();
+    on_big_stack(move || guard::check(&sql, params, style, access, &allowed)).unwrap_or_else(|| {
         Err(PolicyError::Injection(
             "SQL could not be checked (internal error in the checker)".into(),
         ))

@@ -629,3 +629,93 @@ SELECT 1"#,
         assert_eq!(normalize("SELECT  1").unwrap(), "SELECT  1");
     }
 }
+
+/// How big a statement list is, measured by the lexer before any parser sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Measure {
+    /// Non-empty statements (`;`-separated, comments alone do not count).
+    pub statements: usize,
+    /// Tokens, roughly: each name or number, each operator character, each literal.
+    pub tokens: usize,
+}
+
+/// Counts statements and tokens in one linear pass with no allocation per token, so the
+/// guard can refuse a huge or many-statement input before it builds tokens and a tree
+/// (whose memory is a hundred times the text's).
+pub(crate) fn measure(sql: &str) -> Result<Measure, String> {
+    #[derive(Default)]
+    struct Count {
+        m: Measure,
+        pending: bool,
+        in_word: bool,
+    }
+    impl Sink for Count {
+        fn opaque(&mut self, text: &str) {
+            self.in_word = false;
+            if !(text.starts_with("--") || text.starts_with("/*")) {
+                self.pending = true;
+                self.m.tokens += 1;
+            }
+        }
+        fn code(&mut self, text: &str) {
+            let word = text
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.');
+            if text == ";" {
+                if self.pending {
+                    self.m.statements += 1;
+                }
+                self.pending = false;
+                self.in_word = false;
+                return;
+            }
+            self.pending = true;
+            if !(word && self.in_word) {
+                self.m.tokens += 1;
+            }
+            self.in_word = word;
+        }
+        fn space(&mut self, _run: &str) {
+            self.in_word = false;
+        }
+        fn unicode(&mut self, _original: &str, _decoded: &str, _quote: u8) {
+            self.in_word = false;
+            self.pending = true;
+            self.m.tokens += 1;
+        }
+    }
+    let mut sink = Count::default();
+    walk(sql, &mut sink)?;
+    if sink.pending {
+        sink.m.statements += 1;
+    }
+    Ok(sink.m)
+}
+
+#[cfg(test)]
+mod measure_tests {
+    use super::*;
+
+    #[test]
+    fn statements_and_tokens_are_counted_without_parsing() {
+        let m = |s: &str| measure(s).unwrap();
+        assert_eq!(
+            m("SELECT 1"),
+            Measure {
+                statements: 1,
+                tokens: 2
+            }
+        );
+        assert_eq!(
+            m("SELECT 1; -- trailing"),
+            Measure {
+                statements: 1,
+                tokens: 2
+            }
+        );
+        assert_eq!(m("SELECT ';'; SELECT 2;;").statements, 2);
+        assert_eq!(m("/* only */ ; ;").statements, 0);
+        assert_eq!(m("SELECT a.b, f(x) FROM t").tokens, 9);
+        assert_eq!(m(&"SELECT 1;".repeat(1000)).statements, 1000);
+    }
+}

@@ -14,11 +14,12 @@ use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let (executor, sql, parameters) = tb.statement_call("query", args, "parameters")?;
     let parameters = parameters.unwrap_or_default();
-    let checked = policy::check(
+    let checked = policy::check_with(
         &sql,
         Some(parameters.len()),
         Placeholders::Numbered,
         Access::ReadOnly,
+        &tb.config.allowed_functions,
     )?;
     let mut work = Work::new(
         Mode::ReadOnly,
@@ -50,11 +51,12 @@ pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>)
         ));
     }
     let parameters = parameters.unwrap_or_default();
-    let checked = policy::check(
+    let checked = policy::check_with(
         &sql,
         Some(parameters.len()),
         Placeholders::Numbered,
         Access::ReadWrite,
+        &tb.config.allowed_functions,
     )?;
     policy::check_rules(&[checked.sql.as_str()], tb.config.rules)?;
     let mode = if checked.kind == StatementKind::WaitForJob {

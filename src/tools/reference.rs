@@ -20,11 +20,12 @@ pub async fn readonly_query(
     ctl: &Control<'_>,
 ) -> ToolResult {
     let (executor, sql, params) = tb.statement_call("readonly_query", args, "params")?;
-    let checked = policy::check(
+    let checked = policy::check_with(
         &sql,
         params.as_ref().map(Vec::len),
         Placeholders::Psycopg,
         Access::ReadOnly,
+        &tb.config.allowed_functions,
     )?;
     let work = Work::new(
         Mode::ReadOnly,
@@ -70,11 +71,12 @@ pub async fn transact(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>
     for (i, sql) in sql_list.iter().enumerate() {
         let params = params_list.as_ref().and_then(|p| p[i].clone());
         super::check_sql_size(sql).map_err(|e| numbered(&sql_list, i, e.0))?;
-        let checked = policy::check(
+        let checked = policy::check_with(
             sql,
             params.as_ref().map(Vec::len),
             Placeholders::Psycopg,
             access,
+            &tb.config.allowed_functions,
         )
         .map_err(|e| numbered(&sql_list, i, e))?;
         wait_for_job |= checked.kind == StatementKind::WaitForJob;

@@ -67,8 +67,19 @@ impl PgCluster {
     /// Like `start`, on a given loopback port (`None`: a free one). The benchmark uses 5432,
     /// the only port the Python reference can reach.
     pub fn start_on(port: Option<u16>) -> PgCluster {
+        PgCluster::start_with(port, "")
+    }
+
+    /// A cluster whose log records every statement it receives (`log_statement = 'all'`),
+    /// so a test can prove that a refused statement never reached it.
+    pub fn start_logging_statements() -> PgCluster {
+        PgCluster::start_with(None, "log_statement = 'all'\n")
+    }
+
+    fn start_with(port: Option<u16>, extra_conf: &str) -> PgCluster {
         let mut opts = ClusterOptions::new(DIR_PREFIX, "aurora-dsql-mcp-server test CA");
         opts.port = port;
+        opts.extra_conf = extra_conf.to_owned();
         opts.bindir = std::env::var_os("HARNESS_PG_BINDIR").map(PathBuf::from);
         let inner = LocalCluster::start(&opts).unwrap_or_else(|e| panic!("start PostgreSQL: {e}"));
         inner
