@@ -146,3 +146,73 @@ fn too_complex_input_is_a_diagnostic_not_a_crash() {
     );
     assert_eq!(v["summary"]["errors"], 1);
 }
+
+#[test]
+fn large_inputs_are_linted_in_chunks_with_their_own_line_numbers() {
+    // 3,000 statements (about 30,000 tokens): linted chunk by chunk, diagnostics keep the
+    // caller's line numbers, the list is capped and the summary counts every finding.
+    let sql: String = (0..3000)
+        .map(|i| format!("CREATE INDEX i{i} ON t (a);\n"))
+        .collect();
+    let v = lint(&sql, false);
+    let d = v["diagnostics"].as_array().unwrap();
+    assert_eq!(d.len(), 1000);
+    for (k, x) in d.iter().enumerate() {
+        assert_eq!(x["rule"], "index_async");
+        assert_eq!(x["line"], k + 1);
+        assert_eq!(
+            x["statement_preview"],
+            format!("CREATE INDEX i{k} ON t (a);")
+        );
+    }
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 0, "warnings": 3000, "fixed": 0})
+    );
+    assert_eq!(
+        v["diagnostics_truncated"],
+        "3000 diagnostics found; the first 1000 are listed (the summary counts all)"
+    );
+    let fixed = lint(&sql, true);
+    let out = fixed["fixed_sql"].as_str().unwrap();
+    assert_eq!(
+        out.matches("CREATE INDEX ASYNC").count(),
+        3000,
+        "every chunk fixed"
+    );
+    assert!(
+        out.contains("ASYNC i2999 ON t"),
+        "the last chunk is in the fixed text"
+    );
+}
+
+#[test]
+fn a_transaction_block_is_never_split_between_chunks() {
+    // Two DDL statements inside one BEGIN ... COMMIT, past the chunk size: still one
+    // transaction for dsql-lint, which reports the multi-DDL transaction.
+    let filler: String = (0..2500)
+        .map(|i| format!("SELECT {i}, 1, 2, 3;\n"))
+        .collect();
+    let sql = format!(
+        "{filler}BEGIN;\nCREATE TABLE a (id int PRIMARY KEY);\n{filler}CREATE TABLE b (id int PRIMARY KEY);\nCOMMIT;\n"
+    );
+    let v = lint(&sql, false);
+    let rules: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["rule"].as_str().unwrap())
+        .collect();
+    assert!(rules.contains(&"multi_ddl_transaction"), "{rules:?}");
+}
+
+#[test]
+#[ignore]
+fn timing_probe() {
+    for n in [1000usize, 4000, 10000] {
+        let sql = "SELECT 1;".repeat(n);
+        let t = Instant::now();
+        let _ = lint(&sql, false);
+        eprintln!("{n}: {:?}", t.elapsed());
+    }
+}

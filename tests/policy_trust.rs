@@ -487,7 +487,7 @@ fn huge_inputs_are_measured_before_they_are_parsed() {
     let sql = format!("SELECT * FROM t WHERE id IN ({})", list.join(","));
     match check(&sql, None, Placeholders::Numbered, RO) {
         Err(PolicyError::Injection(why)) => assert!(
-            why.starts_with("SQL is too large to check safely: about 300010 tokens in one statement (the limit is 250000)"),
+            why.starts_with("SQL is too large to check safely: about 300010 tokens in one statement (the limit is 120000)"),
             "{why}"
         ),
         other => panic!("{other:?}"),

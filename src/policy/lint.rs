@@ -27,10 +27,26 @@ pub(crate) fn original_line(lines: &[usize], line: usize) -> usize {
 /// The CLI's preview length.
 const PREVIEW_MAX_CHARS: usize = 80;
 
+/// Inputs of more tokens than this are linted in chunks of whole statements (cut only
+/// outside explicit `BEGIN ... COMMIT` blocks, whose statements dsql-lint checks together),
+/// so memory follows the largest chunk, not the whole input.
+const CHUNK_TOKENS: usize = 20_000;
+
+/// Diagnostics listed in one result; the summary still counts them all.
+const MAX_DIAGNOSTICS: usize = 1_000;
+
 pub(crate) fn lint(sql: &str, fix: bool) -> Value {
     if sql.trim().is_empty() {
         return result(Vec::new(), None, (0, 0, 0));
     }
+    if scan::measure(sql).is_ok_and(|m| m.tokens > CHUNK_TOKENS) {
+        return lint_in_chunks(sql, fix);
+    }
+    lint_whole(sql, fix)
+}
+
+/// dsql-lint over the whole text at once.
+fn lint_whole(sql: &str, fix: bool) -> Value {
     // Long lines are broken at token boundaries first (see `scan::reflow`);
     // diagnostics are mapped back to the caller's line numbers.
     let (text, lines) = match scan::reflow(sql, MAX_LINE) {
@@ -68,6 +84,122 @@ pub(crate) fn lint(sql: &str, fix: bool) -> Value {
     }
     let diagnostics = diagnostics.iter().map(diagnostic_json).collect();
     result(diagnostics, fixed_sql, counts)
+}
+
+/// `lint` over a large input: one chunk at a time, diagnostics and fixed text joined.
+fn lint_in_chunks(sql: &str, fix: bool) -> Value {
+    let mut diagnostics = Vec::new();
+    let mut listed = 0usize;
+    let mut counts = (0, 0, 0);
+    let mut fixed = fix.then(String::new);
+    for (start, chunk, lint_it) in chunks(sql, CHUNK_TOKENS) {
+        if !lint_it {
+            if let Some(out) = fixed.as_mut() {
+                out.push_str(chunk);
+            }
+            continue;
+        }
+        let first_line = 1 + sql[..start].bytes().filter(|&b| b == b'\n').count();
+        let v = lint_whole(chunk, fix);
+        if let (Some(out), Some(piece)) = (fixed.as_mut(), v["fixed_sql"].as_str()) {
+            if !out.is_empty() && !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(piece);
+        }
+        let summary = &v["summary"];
+        let n = |k: &str| summary[k].as_u64().unwrap_or(0) as usize;
+        counts = (
+            counts.0 + n("errors"),
+            counts.1 + n("warnings"),
+            counts.2 + n("fixed"),
+        );
+        if let Value::Array(list) = &v["diagnostics"] {
+            for d in list {
+                listed += 1;
+                if diagnostics.len() < MAX_DIAGNOSTICS {
+                    let mut d = d.clone();
+                    if let Some(line) = d["line"].as_u64() {
+                        d["line"] = json!(line as usize + first_line - 1);
+                    }
+                    diagnostics.push(d);
+                }
+            }
+        }
+    }
+    let mut v = result(diagnostics, fixed, counts);
+    if listed > MAX_DIAGNOSTICS {
+        v["diagnostics_truncated"] = json!(format!(
+            "{listed} diagnostics found; the first {MAX_DIAGNOSTICS} are listed (the summary counts all)"
+        ));
+    }
+    v
+}
+
+/// Splits `sql` into runs of whole statements of about `max_tokens` tokens each, never
+/// inside an explicit transaction block. Yields each run with its byte offset. Plain
+/// queries outside a block are left out: dsql-lint has no rule for them (the rule checker
+/// skips them for the same reason), and they are most of a big file of reads.
+fn chunks(sql: &str, max_tokens: usize) -> Vec<(usize, &str, bool)> {
+    let ends = scan::statement_ends(sql).unwrap_or_default();
+    let mut out = Vec::new();
+    let (mut start, mut prev, mut tokens, mut in_block) = (0usize, 0usize, 0usize, false);
+    for end in ends.into_iter().chain(std::iter::once(sql.len())) {
+        if end <= prev {
+            continue;
+        }
+        let statement = &sql[prev..end];
+        let first = first_word(statement);
+        match first.as_str() {
+            "begin" | "start" => in_block = true,
+            "commit" | "end" | "rollback" | "abort" => in_block = false,
+            _ => {}
+        }
+        let size = scan::measure(statement).map_or(0, |m| m.tokens);
+        // A huge query still goes to `lint_whole`, which refuses what is too complex.
+        let plain_query = matches!(first.as_str(), "select" | "values" | "table" | "show" | "")
+            && size < max_tokens
+            && !statement.to_ascii_lowercase().contains("into");
+        if plain_query && !in_block {
+            if start < prev && !sql[start..prev].trim().is_empty() {
+                out.push((start, &sql[start..prev], true));
+            }
+            out.push((prev, statement, false));
+            start = end;
+            tokens = 0;
+            prev = end;
+            continue;
+        }
+        tokens += size;
+        prev = end;
+        if tokens >= max_tokens && !in_block {
+            out.push((start, &sql[start..end], true));
+            start = end;
+            tokens = 0;
+        }
+    }
+    if start < sql.len() && !sql[start..].trim().is_empty() {
+        out.push((start, &sql[start..], true));
+    }
+    out
+}
+
+/// The first word of a statement, lower case, after leading whitespace and comments.
+fn first_word(statement: &str) -> String {
+    let mut rest = statement.trim_start_matches(|c: char| c == ';' || c.is_whitespace());
+    loop {
+        if let Some(r) = rest.strip_prefix("--") {
+            rest = r.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(r) = rest.strip_prefix("/*") {
+            rest = r.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    rest.chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_lowercase()
 }
 
 fn result(

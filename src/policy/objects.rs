@@ -201,7 +201,7 @@ pub(crate) fn refusal(
     let read_relations: &[ObjectName] = if pure_read { &[] } else { relations };
     read_relations
         .iter()
-        .chain(extra.into_iter())
+        .chain(extra)
         .find_map(system_reason)
         .map(|why| format!("Writes to system relations are not allowed: {why}"))
 }

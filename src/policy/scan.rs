@@ -692,6 +692,31 @@ pub(crate) fn measure(sql: &str) -> Result<Measure, String> {
     Ok(sink.m)
 }
 
+/// Byte offsets just past each statement-ending `;` in code (not in literals or comments).
+pub(crate) fn statement_ends(sql: &str) -> Result<Vec<usize>, String> {
+    struct Ends<'a> {
+        base: &'a str,
+        ends: Vec<usize>,
+    }
+    impl Sink for Ends<'_> {
+        fn opaque(&mut self, _text: &str) {}
+        fn code(&mut self, text: &str) {
+            if text == ";" {
+                let at = text.as_ptr() as usize - self.base.as_ptr() as usize;
+                self.ends.push(at + 1);
+            }
+        }
+        fn space(&mut self, _run: &str) {}
+        fn unicode(&mut self, _original: &str, _decoded: &str, _quote: u8) {}
+    }
+    let mut sink = Ends {
+        base: sql,
+        ends: Vec::new(),
+    };
+    walk(sql, &mut sink)?;
+    Ok(sink.ends)
+}
+
 #[cfg(test)]
 mod measure_tests {
     use super::*;
@@ -717,5 +742,9 @@ mod measure_tests {
         assert_eq!(m("/* only */ ; ;").statements, 0);
         assert_eq!(m("SELECT a.b, f(x) FROM t").tokens, 9);
         assert_eq!(m(&"SELECT 1;".repeat(1000)).statements, 1000);
+        assert_eq!(
+            statement_ends("SELECT ';'; SELECT 2;").unwrap(),
+            vec![11, 21]
+        );
     }
 }
