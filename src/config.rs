@@ -139,7 +139,8 @@ pub struct Args {
     pub occ_backoff_max_ms: u64,
 
     /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
-    /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally").
+    /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally"). Connects
+    /// as `admin`, or as the read-only `reader` with `--database_user reader`.
     #[arg(global = true, long = "local", conflicts_with = "cluster_endpoint")]
     pub local: bool,
 

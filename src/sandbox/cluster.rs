@@ -251,8 +251,9 @@ impl LocalCluster {
         MakeRustlsConnect::new(self.tls_config())
     }
 
-    /// Connection settings for `user` on database `postgres`: host name `localhost`
-    /// (checked against the certificate), address 127.0.0.1; any password is accepted.
+    /// Connection settings for `user` on database `postgres` over TCP: host name
+    /// `localhost` (checked against the certificate), address 127.0.0.1, no password (which
+    /// [`Auth::TrustTls`] does not ask for; with [`Auth::Scram`], set the role's password).
     pub fn config(&self, user: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
