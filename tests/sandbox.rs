@@ -588,6 +588,27 @@ async fn the_reader_role_cannot_write_even_when_the_server_allows_writes() {
         vec![json!({"notes": "1:one", "events": "7", "mine": 0})],
         "nothing changed"
     );
+    // Nor can reader write through the emulation's definer-rights function (checked in
+    // the database itself, as the superuser through the private socket with SET ROLE).
+    let mut su = tokio_postgres::Config::new();
+    su.host_path(kept.join("socket"))
+        .port(sandbox_port(&reader))
+        .user("postgres")
+        .dbname("postgres");
+    let (client, conn) = su.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("SET ROLE reader").await.unwrap();
+    let e = client
+        .batch_execute(
+            "SELECT sys.record_job('INDEX_BUILD', 'completed', NULL, NULL, NULL, 'x', now())",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().map(|d| d.message()),
+        Some("permission denied for function record_job")
+    );
+    drop(client);
     assert!(reader.close().await.success());
 }
 

@@ -121,6 +121,10 @@ BEGIN
   RETURN id;
 END
 $f$;
+-- Definer rights write sys.job_log: only for admin, the one login role that can build
+-- indexes, so that `reader` cannot write through it.
+REVOKE EXECUTE ON FUNCTION sys.record_job(text, text, text, oid, oid, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sys.record_job(text, text, text, oid, oid, text, timestamptz) TO admin;
 
 -- CREATE [UNIQUE] INDEX ASYNC, run synchronously with the caller's rights.
 CREATE OR REPLACE FUNCTION sys.create_index_async(ddl text, OUT job_id text)
