@@ -150,7 +150,8 @@ impl TokenMinter {
             .await
     }
 
-    /// Signs a new token. Fails when no credentials can be found.
+    /// Signs a new token (or hands out the sandbox's password). Fails when no credentials
+    /// can be found.
     pub async fn mint(&self) -> Result<Token, TokenError> {
         if let Some(password) = &self.password {
             return Ok(password.clone());
