@@ -138,14 +138,15 @@ pub struct Args {
     )]
     pub occ_backoff_max_ms: u64,
 
-    /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
-    /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally").
     /// A function of your own that read-only calls may use (`NAME` or `SCHEMA.NAME`;
     /// repeatable). Built-ins without side effects need no flag; the refused set (host,
     /// files, SQL-text executors, session and server control) cannot be allowed.
     #[arg(global = true, long = "allow-function", value_name = "NAME")]
     pub allow_function: Vec<String>,
 
+    /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
+    /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally"). Connects
+    /// as `admin`, or as the read-only `reader` with `--database_user reader`.
     #[arg(global = true, long = "local", conflicts_with = "cluster_endpoint")]
     pub local: bool,
 

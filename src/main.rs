@@ -60,7 +60,12 @@ async fn run(mut args: Args) -> ExitCode {
     let mut sandbox_error = None;
     if args.local {
         let dir = args.local_dir.clone();
-        match tokio::task::spawn_blocking(move || Sandbox::start(dir)).await {
+        let user = sandbox::login_role(args.database_user.as_deref());
+        let started = match &user {
+            Ok(_) => tokio::task::spawn_blocking(move || Sandbox::start(dir)).await,
+            Err(e) => Ok(Err(sandbox::ClusterError(e.clone()))),
+        };
+        match started {
             Ok(Ok(sb)) => {
                 tracing::info!(
                     port = sb.port(),
@@ -76,7 +81,7 @@ async fn run(mut args: Args) -> ExitCode {
                     .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned());
                 args.cluster_endpoint = Some("localhost".into());
                 args.port = sb.port();
-                args.database_user = Some("admin".into());
+                args.database_user = user.ok();
                 args.region = Some(region);
                 args.ssl_root_cert = Some(sb.ca_path().to_path_buf());
                 sandbox = Some(sb);
@@ -99,11 +104,9 @@ async fn run(mut args: Args) -> ExitCode {
             ExitCode::from(1)
         }
         Ok(config) => {
+            // The sandbox's connections send its per-run password instead of a token.
             let minter = match (&sandbox, &config.database) {
-                (Some(_), Some(db)) => Some(TokenMinter::with_sdk_config(
-                    db,
-                    sandbox::sdk_config(&db.region).await,
-                )),
+                (Some(sb), Some(db)) => Some(sb.minter(db)),
                 _ => None,
             };
             if checking {
@@ -195,7 +198,7 @@ async fn serve(
         })
         .await;
         if let Some(executor) = warm {
-            executor.pool().manager().minter().sdk_config().await;
+            executor.pool().manager().minter().warm().await;
         }
     });
     let cancel = running.cancellation_token();
