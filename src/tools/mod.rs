@@ -8,6 +8,7 @@
 pub mod args;
 pub mod knowledge;
 pub mod lint;
+pub mod names;
 pub mod power;
 pub mod reference;
 
@@ -367,6 +368,12 @@ impl Toolbox {
 
 /// What an agent reads when a result was cut.
 pub fn truncation_note(kept: usize, why: &Truncation) -> String {
+    if let Truncation::Budget(_) = why {
+        // Other calls' results hold the memory: the same call may fit when they are done.
+        return format!(
+            "Result truncated: {kept} rows returned because {why}. Re-run it when fewer large results are in flight, or narrow it (LIMIT, fewer or shorter columns)."
+        );
+    }
     if kept == 0 {
         // The first row alone is over --max-result-bytes: paging cannot help, narrowing can.
         return format!(
