@@ -161,7 +161,7 @@ async fn list_tables_and_describe_table_fold_names_the_same_way() {
         )
     );
     assert_eq!(
-        fails(&describe("s\01", "foo").await),
+        fails(&describe("s\u{0}1", "foo").await),
         "Error executing tool describe_table: the schema name \"s\\01\" contains a NUL byte, which PostgreSQL names cannot contain"
     );
     assert_eq!(
