@@ -26,10 +26,14 @@
 //!   on a fresh snapshot with exponential backoff and jitter, a bounded number of times;
 //! - a cluster that is waking up: the connection attempt is retried with backoff;
 //! - a COMMIT whose connection died: the outcome is unknown, so it is reported, never re-run;
-//! - the call's deadline or an MCP cancellation: the statement is cancelled on the server,
-//!   the transaction rolled back, and the connection retired (a late cancel must not reach the next call).
+//! - the call's deadline, an MCP cancellation or the server's shutdown: the statement is
+//!   cancelled on the server, the transaction rolled back, and the connection retired (a late
+//!   cancel must not reach the next call);
+//! - a pool whose connections all stay busy: the call waits at most `POOL_WAIT` and is told
+//!   it never got a connection (`ExecError::Busy`), not that a statement was cancelled.
 //!
-//! Results are bounded (`Limits`) while they are read, so a huge result never sits in memory.
+//! Results are bounded (`Limits`) while they are read, so a huge result never sits in memory,
+//! and all calls' rows together are held to one process-wide budget (`Limits::budget_bytes`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -365,6 +369,14 @@ impl Held {
             held.push(permit);
         }
     }
+
+    /// Takes over `other`'s permits.
+    fn absorb(&self, other: Held) {
+        let taken = other.0.lock().map(|mut p| std::mem::take(&mut *p));
+        if let (Ok(taken), Ok(mut held)) = (taken, self.0.lock()) {
+            held.extend(taken);
+        }
+    }
 }
 
 /// Where read rows are accounted: the observer for truncation events, the process-wide
@@ -516,11 +528,14 @@ impl Executor {
         };
         let mut stopped = None;
         let committing = AtomicBool::new(false);
+        // This attempt's share of the budget: handed to the call if its rows are returned,
+        // released with them if the attempt fails (a re-run must not count twice).
+        let attempt_held = Held::default();
         let sink = Sink {
             observer: ctl.observer,
             budget: &self.budget,
             budget_bytes: self.limits.budget_bytes,
-            held: &ctl.held,
+            held: &attempt_held,
         };
         let done = {
             let unit = run_unit(&conn, work, &self.limits, &sink, &committing);
@@ -567,7 +582,7 @@ impl Executor {
                 }
             }
         };
-        match (done, stopped) {
+        let result = match (done, stopped) {
             (Some(done), None) => finish_attempt(conn, done).await,
             (Some((result, _)), Some(stopped)) => {
                 // The unit ended (usually 57014 query_canceled) and rolled back. The connection
@@ -597,7 +612,11 @@ impl Executor {
                 }
                 Err(stopped.unwrap_or(ExecError::Cancelled))
             }
+        };
+        if result.is_ok() {
+            ctl.held.absorb(attempt_held);
         }
+        result
     }
 
     async fn checkout(&self) -> Result<Pooled, ExecError> {
@@ -1122,6 +1141,39 @@ mod tests {
             let e = ExecError::Connect(ConnectError::Postgres(refused));
             assert!(e.is_waking() && !e.broken() && !e.is_conflict(), "{code}");
         }
+    }
+
+    #[test]
+    fn the_result_budget_is_shared_and_comes_back_with_the_rows() {
+        let budget = Arc::new(Semaphore::new(1024));
+        let (a, b) = (Held::default(), Held::default());
+        let sink = |held| Sink {
+            observer: &Silent,
+            budget: &budget,
+            budget_bytes: 1 << 20,
+            held,
+        };
+        assert!(sink(&a).reserve(1000));
+        // Another call gets what is left, no more.
+        assert!(!sink(&b).reserve(100));
+        assert!(sink(&b).reserve(24));
+        assert_eq!(budget.available_permits(), 0);
+        // A successful attempt hands its share to the call; the call's end releases it.
+        let call = Held::default();
+        call.absorb(a);
+        assert_eq!(budget.available_permits(), 0);
+        drop(call);
+        assert_eq!(budget.available_permits(), 1000);
+        drop(b);
+        assert_eq!(budget.available_permits(), 1024);
+        assert_eq!(
+            tenths(Duration::from_millis(4_999_960)),
+            Duration::from_secs(5000)
+        );
+        assert_eq!(
+            tenths(Duration::from_millis(1_949)),
+            Duration::from_millis(1_900)
+        );
     }
 
     #[test]
