@@ -264,7 +264,8 @@ impl Config {
         }
         if args.max_rows == 0 || args.max_result_bytes == 0 || args.result_memory_bytes == Some(0) {
             return Err(ConfigError::Invalid(
-                "--max-rows and --max-result-bytes must be at least 1".into(),
+                "--max-rows, --max-result-bytes and --result-memory-bytes must be at least 1"
+                    .into(),
             ));
         }
         if args.occ_backoff_ms > args.occ_backoff_max_ms {
@@ -453,6 +454,31 @@ mod tests {
         assert_eq!(c.rules, RuleSet::Power);
         assert_eq!(c.knowledge_server, DEFAULT_KNOWLEDGE_SERVER);
         assert_eq!(c.knowledge_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_result_budget_defaults_to_256_mib_or_one_whole_result() {
+        let limits =
+            |list: &[&str]| Config::from_args(args(list), &Env::default()).map(|c| c.limits);
+        assert_eq!(limits(&[]).unwrap().budget_bytes, 256 << 20);
+        assert_eq!(
+            limits(&["--max-result-bytes", "400000000"])
+                .unwrap()
+                .budget_bytes,
+            400_000_000
+        );
+        assert_eq!(
+            limits(&["--result-memory-bytes", "1000"])
+                .unwrap()
+                .budget_bytes,
+            1000
+        );
+        assert_eq!(
+            limits(&["--result-memory-bytes", "0"])
+                .unwrap_err()
+                .to_string(),
+            "--max-rows, --max-result-bytes and --result-memory-bytes must be at least 1"
+        );
     }
 
     #[test]
