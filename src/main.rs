@@ -173,6 +173,7 @@ async fn serve(
     };
     let warm = executor.clone();
     let server = DsqlServer::new(Toolbox { config, executor });
+    let calls = server.stopper();
     let running = tokio::select! {
         running = server.serve(rmcp::transport::stdio_pipes()) => match running {
             Ok(running) => running,
@@ -205,9 +206,17 @@ async fn serve(
     let waiting = running.waiting();
     tokio::pin!(waiting);
     let ended = tokio::select! {
-        ended = &mut waiting => ended,
+        ended = &mut waiting => {
+            // stdin closed: rmcp answered what finished within its drain, then cancelled the
+            // rest. Their units are rolling back now; exiting first would leave that to chance.
+            stop_calls(&calls, stop).await;
+            ended
+        }
         signal = stop.signalled() => {
             tracing::info!(signal, "stopping");
+            // Stop the calls first, while the session still writes to stdout, so each caller
+            // gets its call's error response; then end the session.
+            stop_calls(&calls, stop).await;
             cancel.cancel();
             waiting.await
         }
@@ -221,6 +230,33 @@ async fn serve(
             tracing::error!("MCP session failed: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// How long the calls in flight get to stop (cancel, roll back, answer) before the process
+/// exits anyway: the executor's cancel grace, plus a moment for the rollback and the answer.
+const STOP_WAIT: std::time::Duration = aurora_dsql_mcp_server::executor::CANCEL_GRACE
+    .saturating_add(std::time::Duration::from_secs(2));
+
+/// Cancels every call in flight and waits for them, at most `STOP_WAIT`; a second signal
+/// ends the wait at once.
+async fn stop_calls(calls: &aurora_dsql_mcp_server::server::Stopper, stop: &mut Stop) {
+    let running = calls.in_flight();
+    let done = tokio::select! {
+        done = calls.stop(STOP_WAIT) => done,
+        signal = stop.signalled() => {
+            tracing::warn!(signal, "second signal: not waiting for the calls in flight");
+            false
+        }
+    };
+    if !done {
+        tracing::warn!(
+            running,
+            left = calls.in_flight(),
+            "calls still in flight at exit; their connections close with the process (uncommitted work is rolled back by the cluster)"
+        );
+    } else if running > 0 {
+        tracing::info!(running, "calls in flight were stopped and rolled back");
     }
 }
 
