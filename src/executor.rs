@@ -107,7 +107,7 @@ pub struct Column {
 pub enum Truncation {
     /// More than `Limits::max_rows` rows.
     Rows(usize),
-    /// More than `Limits::max_bytes` bytes of JSON.
+    /// More than `Limits::max_bytes` bytes of response (each row as JSON and as text).
     Bytes(usize),
     /// The process-wide budget (`Limits::budget_bytes`) was in use by other calls' results.
     Budget(usize),
@@ -947,7 +947,7 @@ async fn read_rows(
             continue;
         }
         let object = value::row_to_object(&row)?;
-        bytes += json_size(&object);
+        bytes += response_size(&object);
         // Strict, even for the first row: one huge value must not blow the bound.
         if bytes > limits.max_bytes {
             truncated = Some(Truncation::Bytes(limits.max_bytes));
@@ -1018,6 +1018,39 @@ async fn execute(
 }
 
 /// The size of a row as JSON, without building the string.
+/// The bytes one row adds to a tool response, so that `--max-result-bytes` bounds the
+/// response and not only the rows: its compact JSON (in `structuredContent`) plus its
+/// pretty-printed copy in the text content, escaped into a JSON string, indented up to two
+/// levels deeper (the power's tools nest rows in an object), and the text block's framing.
+fn response_size(row: &Map<String, Value>) -> usize {
+    /// Counts the bytes of the written text once escaped into a JSON string, and its lines.
+    struct Escaped {
+        bytes: usize,
+        lines: usize,
+    }
+    impl std::io::Write for Escaped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for &b in buf {
+                self.bytes += match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                    0..=0x1f => 6,
+                    _ => 1,
+                };
+                self.lines += usize::from(b == b'\n');
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    /// `{"type":"text","text":""},` around each row's text.
+    const TEXT_BLOCK: usize = 26;
+    let mut text = Escaped { bytes: 0, lines: 1 };
+    let _ = serde_json::to_writer_pretty(&mut text, row);
+    json_size(row) + text.bytes + 4 * text.lines + TEXT_BLOCK
+}
+
 fn json_size(row: &Map<String, Value>) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {

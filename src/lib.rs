@@ -11,5 +11,6 @@ pub mod knowledge;
 pub mod policy;
 pub mod sandbox;
 pub mod server;
+pub mod stdio;
 pub mod tools;
 pub mod value;

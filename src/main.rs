@@ -1,5 +1,6 @@
 //! Entry point: parse the command line, start logging to stderr, then serve MCP on stdio
-//! (against a cluster, or the `--local` sandbox) or run the `check` command.
+//! (against a cluster, or the `--local` sandbox; stdio goes through the front door,
+//! `stdio.rs`) or run the `check` command.
 
 // rmcp's service future nests deeply enough to exceed the default layout depth.
 #![recursion_limit = "256"]
@@ -17,6 +18,7 @@ use aurora_dsql_mcp_server::connection::token::TokenMinter;
 use aurora_dsql_mcp_server::executor::Executor;
 use aurora_dsql_mcp_server::sandbox::{self, Sandbox};
 use aurora_dsql_mcp_server::server::DsqlServer;
+use aurora_dsql_mcp_server::stdio::FrontDoor;
 use aurora_dsql_mcp_server::tools::Toolbox;
 
 fn main() -> ExitCode {
@@ -175,7 +177,7 @@ async fn serve(
     let server = DsqlServer::new(Toolbox { config, executor });
     let calls = server.stopper();
     let running = tokio::select! {
-        running = server.serve(rmcp::transport::stdio_pipes()) => match running {
+        running = server.serve(FrontDoor::stdio()) => match running {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("MCP session could not start: {e}");

@@ -2,8 +2,9 @@
 //!
 //! This layer speaks the protocol and nothing else: it lists the tools, turns a tool's
 //! `Output` into MCP content, turns a `ToolError` into an `isError` result whose text
-//! carries the whole message (and the same message as a log notification), and honours
-//! `logging/setLevel`. stdout belongs to rmcp's JSON-RPC stream; logs go to stderr.
+//! carries the message, capped at 16 KiB (and the same text as a log notification), and
+//! honours `logging/setLevel`. stdout belongs to the JSON-RPC stream (rmcp's, through the
+//! front door in `stdio.rs`); logs go to stderr.
 
 // MCP logging is deprecated by the 2026-07-28 revision (SEP-2577), but the protocol
 // versions agent hosts negotiate today still carry it, and the reference's clients rely
@@ -30,8 +31,10 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+use crate::connection::error::capped;
 use crate::executor::{Control, Event, Observer};
 use crate::knowledge::{prompts, resources};
+use crate::stdio::MCP_REQUEST_METHODS;
 use crate::tools::{Output, ToolError, Toolbox, truncation_note};
 use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
 
@@ -153,29 +156,13 @@ impl Observer for Notifier {
             ),
             Event::Truncated { kept, why } => (LoggingLevel::Notice, truncation_note(*kept, why)),
         };
+        let text = capped(&text);
         tracing::info!("{text}");
         let server = self.server.clone();
         let peer = self.peer.clone();
         tokio::spawn(async move { server.notify(&peer, level, Value::String(text)).await });
     }
 }
-
-/// The standard MCP request methods a client may send to a server.
-const MCP_REQUEST_METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "completion/complete",
-    "logging/setLevel",
-    "prompts/get",
-    "prompts/list",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "tools/call",
-    "tools/list",
-];
 
 fn rank(level: LoggingLevel) -> u8 {
     match level {
@@ -284,7 +271,7 @@ impl ServerHandler for DsqlServer {
             Err(ToolError(message)) => {
                 // The message names the problem, never the SQL text or a credential.
                 tracing::info!(tool = name, elapsed_ms, "tool call failed");
-                let text = format!("Error executing tool {name}: {message}");
+                let text = capped(&format!("Error executing tool {name}: {message}"));
                 self.notify(
                     &context.peer,
                     LoggingLevel::Error,
@@ -333,11 +320,13 @@ impl ServerHandler for DsqlServer {
         match resources::read(executor, &request.uri, &ctl).await {
             Ok(result) => Ok(result.into()),
             Err(resources::ResourceError::NotFound(m)) => Err(McpError::resource_not_found(
-                m,
+                capped(&m),
                 // A prefix only: the URI is the caller's input and may be huge.
                 Some(json!({"uri": crate::tools::names::preview(&request.uri)})),
             )),
-            Err(resources::ResourceError::Failed(m)) => Err(McpError::internal_error(m, None)),
+            Err(resources::ResourceError::Failed(m)) => {
+                Err(McpError::internal_error(capped(&m), None))
+            }
         }
     }
 
@@ -356,7 +345,7 @@ impl ServerHandler for DsqlServer {
     ) -> Result<GetPromptResponse, McpError> {
         prompts::get(&request.name, request.arguments.as_ref())
             .map(Into::into)
-            .map_err(|e| McpError::invalid_params(e.0, None))
+            .map_err(|e| McpError::invalid_params(capped(&e.0), None))
     }
 
     async fn set_level(
