@@ -493,3 +493,15 @@ fn huge_inputs_are_measured_before_they_are_parsed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn what_postgresql_cannot_read_is_not_accepted() {
+    // Found by the pg-oracle differential test: sqlparser reads `""` as a name,
+    // PostgreSQL refuses a zero-length quoted identifier.
+    refused_both("SELECT \"\" FROM t", "zero-length quoted identifier");
+    refused_both(
+        "SELECT/* \\\" */\"\" FROM t",
+        "zero-length quoted identifier",
+    );
+    assert_eq!(accepted("SELECT \"a\"\"\" FROM t", RO), StatementKind::Read);
+}

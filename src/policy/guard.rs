@@ -266,6 +266,19 @@ fn token_checks(tokens: &[TokenWithSpan]) -> Result<(), PolicyError> {
     if longest_run(tokens) > MAX_TOKEN_RUN {
         return Err(PolicyError::Injection(too_complex()));
     }
+    // PostgreSQL refuses `""` (a zero-length quoted name); sqlparser reads it as a name, so
+    // what the guard would check is not what the server would run.
+    for t in significant(tokens) {
+        if let Token::Word(w) = &t.token
+            && w.quote_style == Some('"')
+            && w.value.is_empty()
+        {
+            return Err(PolicyError::Injection(format!(
+                "SQL could not be parsed: zero-length quoted identifier at {}",
+                t.span.start
+            )));
+        }
+    }
     // PostgreSQL's dollar-quote tags are [A-Za-z_\x80-][A-Za-z_0-9\x80-]*;
     // sqlparser accepts more (`$1$`), where PostgreSQL reads code.
     for t in significant(tokens) {

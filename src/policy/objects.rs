@@ -73,15 +73,21 @@ fn named_objects(stmt: &Statement) -> Vec<&ObjectName> {
             out.push(&s.table);
         }
         Statement::Truncate(t) => out.extend(t.table_names.iter().map(|t| &t.name)),
-        Statement::Grant(g) => out.extend(grant_names(g.objects.as_ref())),
-        Statement::Revoke(r) => out.extend(grant_names(r.objects.as_ref())),
+        Statement::Grant(_) | Statement::Revoke(_) => out.extend(grant_names(stmt).0),
         _ => {}
     }
     out
 }
 
-fn grant_names(objects: Option<&GrantObjects>) -> Vec<&ObjectName> {
+/// The objects a `GRANT` or `REVOKE` names, and whether they are schemas
+/// (`ON SCHEMA s`, `ON ALL TABLES IN SCHEMA s`, ...).
+fn grant_names(stmt: &Statement) -> (Vec<&ObjectName>, bool) {
     use GrantObjects as G;
+    let objects = match stmt {
+        Statement::Grant(g) => g.objects.as_ref(),
+        Statement::Revoke(r) => r.objects.as_ref(),
+        _ => None,
+    };
     match objects {
         Some(
             G::AllSequencesInSchema { schemas }
@@ -90,11 +96,12 @@ fn grant_names(objects: Option<&GrantObjects>) -> Vec<&ObjectName> {
             | G::AllFunctionsInSchema { schemas }
             | G::FutureTablesInSchema { schemas }
             | G::FutureViewsInSchema { schemas }
-            | G::FutureSequencesInSchema { schemas },
-        ) => schemas.iter().collect(),
-        Some(G::Schemas(v) | G::Sequences(v) | G::Tables(v) | G::Views(v)) => v.iter().collect(),
-        Some(G::Function { name, .. } | G::Procedure { name, .. }) => vec![name],
-        _ => Vec::new(),
+            | G::FutureSequencesInSchema { schemas }
+            | G::Schemas(schemas),
+        ) => (schemas.iter().collect(), true),
+        Some(G::Sequences(v) | G::Tables(v) | G::Views(v)) => (v.iter().collect(), false),
+        Some(G::Function { name, .. } | G::Procedure { name, .. }) => (vec![name], false),
+        _ => (Vec::new(), false),
     }
 }
 
@@ -190,12 +197,12 @@ pub(crate) fn refusal(
     {
         return Some(format!("Writes to system schemas are not allowed: {n}"));
     }
-    for schema in grant_schema_names(stmt) {
-        if is_system_schema_name(schema) {
-            return Some(format!(
-                "Grants on system schemas are not allowed: {schema}"
-            ));
-        }
+    if let (granted, true) = grant_names(stmt)
+        && let Some(schema) = granted.into_iter().find(|s| is_system_schema_name(s))
+    {
+        return Some(format!(
+            "Grants on system schemas are not allowed: {schema}"
+        ));
     }
     let extra = named_objects(stmt);
     let read_relations: &[ObjectName] = if pure_read { &[] } else { relations };
@@ -204,27 +211,4 @@ pub(crate) fn refusal(
         .chain(extra)
         .find_map(system_reason)
         .map(|why| format!("Writes to system relations are not allowed: {why}"))
-}
-
-/// The schemas named by `GRANT/REVOKE ... ON ALL ... IN SCHEMA s` and `ON SCHEMA s`.
-fn grant_schema_names(stmt: &Statement) -> Vec<&ObjectName> {
-    use GrantObjects as G;
-    let objects = match stmt {
-        Statement::Grant(g) => g.objects.as_ref(),
-        Statement::Revoke(r) => r.objects.as_ref(),
-        _ => None,
-    };
-    match objects {
-        Some(
-            G::AllSequencesInSchema { schemas }
-            | G::AllTablesInSchema { schemas }
-            | G::AllViewsInSchema { schemas }
-            | G::AllFunctionsInSchema { schemas }
-            | G::FutureTablesInSchema { schemas }
-            | G::FutureViewsInSchema { schemas }
-            | G::FutureSequencesInSchema { schemas }
-            | G::Schemas(schemas),
-        ) => schemas.iter().collect(),
-        _ => Vec::new(),
-    }
 }
