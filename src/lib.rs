@@ -7,6 +7,7 @@ pub mod check;
 pub mod config;
 pub mod connection;
 pub mod executor;
+pub mod jobs;
 pub mod knowledge;
 pub mod policy;
 pub mod sandbox;

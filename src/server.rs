@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams,
 };
 use rmcp::model::{
     GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
@@ -76,10 +77,26 @@ impl DsqlServer {
 struct Notifier {
     server: DsqlServer,
     peer: Peer<RoleServer>,
+    /// The request's `_meta.progressToken`: progress is sent only when the client asked.
+    progress_token: Option<ProgressToken>,
 }
 
 impl Observer for Notifier {
     fn event(&self, event: Event) {
+        if let Event::Progress { step, message } = event {
+            let Some(token) = self.progress_token.clone() else {
+                return;
+            };
+            let peer = self.peer.clone();
+            tokio::spawn(async move {
+                let param =
+                    ProgressNotificationParam::new(token, step as f64).with_message(message);
+                if let Err(e) = peer.notify_progress(param).await {
+                    tracing::debug!("could not send a progress notification: {e}");
+                }
+            });
+            return;
+        }
         let (level, text) = match &event {
             Event::Retry {
                 attempt,
@@ -98,6 +115,7 @@ impl Observer for Notifier {
                 ),
             ),
             Event::Truncated { kept, why } => (LoggingLevel::Notice, truncation_note(*kept, why)),
+            Event::Progress { .. } => return,
         };
         tracing::info!("{text}");
         let server = self.server.clone();
@@ -212,6 +230,7 @@ impl ServerHandler for DsqlServer {
         let observer = Notifier {
             server: self.clone(),
             peer: context.peer.clone(),
+            progress_token: context.meta.get_progress_token(),
         };
         let ctl = Control {
             cancel: context.ct.clone(),

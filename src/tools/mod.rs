@@ -6,6 +6,7 @@
 //! `anyOf` with `null`, defaults), which is part of being a drop-in replacement.
 
 pub mod args;
+pub mod jobs;
 pub mod knowledge;
 pub mod lint;
 pub mod power;
@@ -112,6 +113,8 @@ impl Toolbox {
             "execute" => power::execute(self, args, ctl).await,
             "list_tables" => power::list_tables(self, args, ctl).await,
             "describe_table" => power::describe_table(self, args, ctl).await,
+            "wait_for_job" => jobs::wait_for_job(self, args, ctl).await,
+            "list_jobs" => jobs::list_jobs(self, args, ctl).await,
             "dsql_search_documentation" => knowledge::search_documentation(self, args, ctl).await,
             "dsql_read_documentation" => knowledge::read_documentation(self, args, ctl).await,
             "dsql_recommend" => knowledge::recommend(self, args, ctl).await,
@@ -358,6 +361,62 @@ impl Toolbox {
                         "constraints": {"type": "array", "items": {"type": "object"}}
                     },
                     "required": ["schema", "table", "columns", "indexes", "constraints"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "wait_for_job",
+                "Wait for an asynchronous DSQL job (CREATE INDEX ASYNC, ALTER TABLE ASYNC ... VALIDATE) to finish, by \
+                 polling sys.jobs with short read-only queries (works on a read-only server). Returns how the job ended: \
+                 status, job_type, object_name, details when it failed, and how long the wait took. Sends progress \
+                 notifications while waiting when the request carries a progressToken. On timeout the job keeps running: \
+                 call again with the same job_id.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "job_id": {"type": "string", "minLength": 26, "maxLength": 26, "pattern": "^[a-z2-7]{26}$", "description": "The job_id returned by CREATE INDEX ASYNC (or shown by list_jobs)."},
+                        "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 300, "description": "How long to wait before giving up (the job keeps running)."}
+                    },
+                    "required": ["job_id"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "job_id": {"type": "string"},
+                        "status": {"type": "string"},
+                        "succeeded": {"type": "boolean"},
+                        "job_type": {"type": ["string", "null"]},
+                        "object_name": {"type": ["string", "null"]},
+                        "details": {"type": ["string", "null"]},
+                        "start_time": {"type": ["string", "null"]},
+                        "update_time": {"type": ["string", "null"]},
+                        "waited_seconds": {"type": "number"},
+                        "note": {"type": "string"}
+                    },
+                    "required": ["job_id", "status", "succeeded", "waited_seconds"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "list_jobs",
+                "List DSQL's asynchronous jobs from sys.jobs (index builds, constraint validations), newest first, at most 100; \
+                 optionally only those with one status (submitted, processing, completed, failed, cancelled). DSQL keeps \
+                 finished jobs for at least 30 minutes.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string", "enum": crate::jobs::STATUSES, "description": "Only jobs in this state."}
+                    }
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "jobs": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
+                        "count": {"type": "integer"},
+                        "status": {"type": "string"},
+                        "note": {"type": "string"}
+                    },
+                    "required": ["jobs", "count"]
                 })),
                 read_only_hints(),
             ),
