@@ -9,6 +9,7 @@ pub mod connection;
 pub mod executor;
 pub mod jobs;
 pub mod knowledge;
+pub mod plan;
 pub mod policy;
 pub mod sandbox;
 pub mod server;

@@ -272,3 +272,137 @@ async fn waiting_sends_progress_when_asked() {
         }
     }
 }
+
+/// The message after "Error executing tool <tool>: ".
+fn message(tool: &str, r: &rmcp::model::CallToolResult) -> String {
+    let t = err(r);
+    t.strip_prefix(&format!("Error executing tool {tool}: "))
+        .unwrap_or_else(|| panic!("{t}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn explain_finds_the_missing_index_on_a_10000_row_table() {
+    let pg = common::shared();
+    let t = unique_name("explain");
+    let su = pg.superuser().await;
+    su.batch_execute(&format!(
+        "CREATE TABLE public.{t} (id int PRIMARY KEY, col int, note text);
+         INSERT INTO public.{t} SELECT g, g % 1000, 'n' || g FROM generate_series(1, 10000) g;
+         ANALYZE public.{t};
+         GRANT SELECT ON public.{t} TO admin;"
+    ))
+    .await
+    .unwrap();
+    let s = McpSession::for_cluster(pg, &[]).await;
+
+    let r = s
+        .call(
+            "explain",
+            json!({"sql": format!("SELECT * FROM {t} WHERE col = 42")}),
+        )
+        .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let out = structured(&r);
+    assert_eq!(serde_json::from_str::<Value>(&text(&r)).unwrap(), out);
+    assert_eq!(out["engine"], "postgresql");
+    assert_eq!(out["analyze"], false);
+    assert!(
+        out["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("This plan is PostgreSQL's")
+    );
+    assert!(
+        out["plan"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Seq Scan on {t}")),
+        "{out}"
+    );
+    let node = &out["nodes"][0];
+    assert_eq!(node["type"], "Seq Scan");
+    assert_eq!(node["relation"], t.as_str());
+    assert_eq!(node["depth"], 0);
+    assert_eq!(node["estimated_rows"], 10.0);
+    assert_eq!(
+        node["filters"],
+        json!([{"applied": "above_storage", "condition": "(col = 42)"}])
+    );
+    assert!(node.get("actual_rows").is_none(), "{node}");
+    let statement = format!("CREATE INDEX ASYNC {t}_col_idx ON public.{t} (col)");
+    assert_eq!(
+        out["findings"],
+        json!([{
+            "kind": "missing_index",
+            "node": "Seq Scan",
+            "message": format!("Seq Scan on public.{t} reads every row to find col = a value: no index starts with col."),
+            "fix": format!("Create the index with execute, then wait_for_job with the job_id it returns: {statement}"),
+            "statement": statement,
+        }])
+    );
+    // The suggestion is what the rule checker (and so execute) accepts.
+    aurora_dsql_mcp_server::policy::check_rules(
+        &[statement.as_str()],
+        aurora_dsql_mcp_server::policy::RuleSet::Power,
+    )
+    .expect("the suggested statement passes the rule checker");
+
+    // analyze=true runs it (read-only) and reports actual rows and time.
+    let r = s
+        .call(
+            "explain",
+            json!({"sql": format!("SELECT * FROM {t} WHERE col = $1"), "parameters": [42], "analyze": true}),
+        )
+        .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let out = structured(&r);
+    assert_eq!(out["analyze"], true);
+    let node = &out["nodes"][0];
+    assert_eq!(node["actual_rows"], 10.0, "{out}");
+    assert_eq!(node["loops"], 1.0);
+    assert_eq!(node["rows_removed_by_filter"], 9990.0);
+    assert!(node["actual_time_ms"].as_f64().unwrap() >= 0.0);
+    assert!(out["execution_time_ms"].as_f64().is_some(), "{out}");
+    assert_eq!(out["findings"][0]["kind"], "missing_index");
+    assert_eq!(out["findings"].as_array().unwrap().len(), 1, "{out}");
+
+    // With an index on col, no finding.
+    su.batch_execute(&format!("CREATE INDEX {t}_col_idx ON public.{t} (col)"))
+        .await
+        .unwrap();
+    let r = s
+        .call(
+            "explain",
+            json!({"sql": format!("SELECT * FROM {t} WHERE col = 42")}),
+        )
+        .await;
+    let out = structured(&r);
+    assert_eq!(out["findings"], json!([]), "{out}");
+    assert_ne!(out["nodes"][0]["type"], "Seq Scan", "{out}");
+}
+
+#[tokio::test]
+async fn explain_takes_reads_only_as_query_does() {
+    let pg = common::shared();
+    let s = McpSession::for_cluster(pg, &["--allow-writes"]).await;
+    for sql in ["DELETE FROM pg_class", "SELECT 1; SELECT 2"] {
+        let q = s.call("query", json!({"sql": sql})).await;
+        let e = s
+            .call("explain", json!({"sql": sql, "analyze": true}))
+            .await;
+        assert_eq!(message("explain", &e), message("query", &q), "{sql}");
+    }
+    let r = s.call("explain", json!({"sql": "EXPLAIN SELECT 1"})).await;
+    assert_eq!(
+        message("explain", &r),
+        "pass the statement itself: explain adds EXPLAIN (and ANALYZE with analyze=true)"
+    );
+    let r = s
+        .call("explain", json!({"sql": "SELECT 1", "analyze": "yes"}))
+        .await;
+    assert_eq!(
+        message("explain", &r),
+        "1 validation error for explainArguments\nanalyze\n  Input should be a valid boolean"
+    );
+}

@@ -6,6 +6,7 @@
 //! `anyOf` with `null`, defaults), which is part of being a drop-in replacement.
 
 pub mod args;
+pub mod explain;
 pub mod jobs;
 pub mod knowledge;
 pub mod lint;
@@ -115,6 +116,7 @@ impl Toolbox {
             "describe_table" => power::describe_table(self, args, ctl).await,
             "wait_for_job" => jobs::wait_for_job(self, args, ctl).await,
             "list_jobs" => jobs::list_jobs(self, args, ctl).await,
+            "explain" => explain::explain(self, args, ctl).await,
             "dsql_search_documentation" => knowledge::search_documentation(self, args, ctl).await,
             "dsql_read_documentation" => knowledge::read_documentation(self, args, ctl).await,
             "dsql_recommend" => knowledge::recommend(self, args, ctl).await,
@@ -417,6 +419,40 @@ impl Toolbox {
                         "note": {"type": "string"}
                     },
                     "required": ["jobs", "count"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "explain",
+                "Show how the cluster runs a read (SELECT, VALUES): the EXPLAIN text plus a structured reading (each node's \
+                 type, relation, index, estimated and, with analyze=true, actual rows and time; each filter placed as \
+                 index_condition, storage_filter (DSQL's Filters: at storage) or above_storage (Filter:)), and findings with \
+                 a concrete fix: a full scan filtered by equality on an unindexed column (with the CREATE INDEX ASYNC \
+                 statement, checked by the DSQL rule checker), a row estimate more than 10x off, the DPU estimate. \
+                 analyze=true runs the statement (EXPLAIN (ANALYZE, VERBOSE)), always inside a read-only transaction.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "sql": {"type": "string", "description": "One read (SELECT, VALUES) with $n placeholders, without EXPLAIN."},
+                        "parameters": {"type": "array", "items": {}, "description": "Values for $1, $2, ... in order."},
+                        "analyze": {"type": "boolean", "default": false, "description": "Run the statement and report actual rows, time and (on DSQL) the DPU estimate."}
+                    },
+                    "required": ["sql"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "plan": {"type": "string"},
+                        "analyze": {"type": "boolean"},
+                        "engine": {"type": "string", "enum": ["dsql", "postgresql"]},
+                        "nodes": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
+                        "findings": {"type": "array", "items": {"type": "object", "properties": {"kind": {"type": "string"}, "message": {"type": "string"}, "fix": {"type": "string"}, "statement": {"type": "string"}}, "required": ["kind", "message", "fix"]}},
+                        "note": {"type": "string"},
+                        "planning_time_ms": {"type": "number"},
+                        "execution_time_ms": {"type": "number"},
+                        "dpu": {"type": "object", "additionalProperties": {"type": "number"}}
+                    },
+                    "required": ["plan", "analyze", "engine", "nodes", "findings"]
                 })),
                 read_only_hints(),
             ),
