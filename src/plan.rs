@@ -261,6 +261,79 @@ pub fn equality_columns(condition: &str) -> Vec<String> {
     out
 }
 
+/// Full scans (`Full Scan`, `Seq Scan`) filtered by equality with a constant, below or above
+/// storage: (node index, relation as written in the plan, the columns).
+pub fn full_scan_equalities(plan: &Plan) -> Vec<(usize, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let Some(relation) = node.relation.as_ref().filter(|_| Plan::is_full_scan(node)) else {
+            continue;
+        };
+        let mut columns: Vec<String> = Vec::new();
+        for (level, cond) in plan.scan_filters(i) {
+            if level == FilterLevel::IndexCondition {
+                continue;
+            }
+            for c in equality_columns(&cond) {
+                if !columns.contains(&c) {
+                    columns.push(c);
+                }
+            }
+        }
+        if !columns.is_empty() {
+            out.push((i, relation.clone(), columns));
+        }
+    }
+    out
+}
+
+/// The findings that need no catalog: row estimates more than `factor` times off the
+/// actual count (on scans, joins and the like; not on the Storage / B-Tree nodes beneath a
+/// scan), and the DPU estimate.
+pub fn estimate_findings(plan: &Plan, factor: f64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for node in &plan.nodes {
+        // Storage and B-Tree nodes repeat their scan's counts: report the scan only.
+        if node.node_type.starts_with("Storage ") || node.node_type.starts_with("B-Tree ") {
+            continue;
+        }
+        let (Some(est), Some(actual)) = (node.estimated_rows, node.actual_rows) else {
+            continue;
+        };
+        let (lo, hi) = (est.min(actual).max(1.0), est.max(actual).max(1.0));
+        if hi / lo > factor {
+            let target = node
+                .relation
+                .as_deref()
+                .map(|r| format!("ANALYZE {r}"))
+                .unwrap_or_else(|| "ANALYZE the tables it reads".to_owned());
+            out.push(json!({
+                "kind": "row_estimate",
+                "node": node.node_type,
+                "message": format!(
+                    "{} estimated {est} rows but returned {actual} (off by {:.0}x): the planner's statistics are stale or its predicates are correlated.",
+                    node.node_type, hi / lo
+                ),
+                "fix": format!("Refresh the statistics ({target}) and explain again."),
+            }));
+        }
+    }
+    if let Some((_, total)) = plan.dpu.iter().find(|(k, _)| k == "Total") {
+        let parts: Vec<String> = plan
+            .dpu
+            .iter()
+            .filter(|(k, _)| k != "Total")
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        out.push(json!({
+            "kind": "dpu_estimate",
+            "message": format!("The statement is estimated at {total} DPU ({}).", parts.join(", ")),
+            "fix": "Compare the Read DPU before and after a change (an index, fewer columns); costs are not comparable across queries.",
+        }));
+    }
+    out
+}
+
 /// The nodes as JSON for the tool result.
 pub fn nodes_json(plan: &Plan) -> Value {
     Value::Array(
@@ -410,6 +483,45 @@ Statement DPU Estimate:
         assert!(pg.is_postgresql());
         assert_eq!(pg.nodes[0].relation.as_deref(), Some("public.t"));
         assert_eq!(pg.nodes[0].actual_rows, Some(1.0));
+    }
+
+    #[test]
+    fn dsql_full_scan_estimates_and_dpu_become_findings() {
+        let plan = parse(&lines(
+            "Full Scan (btree-table) on orders  (cost=100.00..5100.00 rows=2 width=8) (actual time=0.50..9.50 rows=500 loops=1)
+  ->  Storage Scan on orders  (cost=100.00..5100.00 rows=2 width=8) (actual rows=500 loops=1)
+        Projections: id, customer_id
+        Filters: (customer_id = 42)
+        ->  B-Tree Scan on orders  (cost=100.00..5100.00 rows=10000 width=8) (actual rows=10000 loops=1)
+Planning Time: 0.1 ms
+Execution Time: 9.9 ms
+Statement DPU Estimate:
+  Compute: 0.5 DPU
+  Read: 1.25 DPU
+  Write: 0 DPU
+  Total: 1.75 DPU",
+        ));
+        assert_eq!(
+            full_scan_equalities(&plan),
+            [(0, "orders".to_owned(), vec!["customer_id".to_owned()])]
+        );
+        assert_eq!(
+            Value::Array(estimate_findings(&plan, 10.0)),
+            json!([
+                {"kind": "row_estimate", "node": "Full Scan (btree-table)",
+                 "message": "Full Scan (btree-table) estimated 2 rows but returned 500 (off by 250x): the planner's statistics are stale or its predicates are correlated.",
+                 "fix": "Refresh the statistics (ANALYZE orders) and explain again."},
+                {"kind": "dpu_estimate",
+                 "message": "The statement is estimated at 1.75 DPU (Compute 0.5, Read 1.25, Write 0).",
+                 "fix": "Compare the Read DPU before and after a change (an index, fewer columns); costs are not comparable across queries."}
+            ])
+        );
+        // 10x is not more than 10x; an index condition is not a full-scan filter.
+        let plan = parse(&lines(
+            "Seq Scan on t  (cost=0.00..1.00 rows=10 width=8) (actual time=0.01..0.02 rows=100 loops=1)\n  Index Cond: (a = 1)",
+        ));
+        assert!(estimate_findings(&plan, 10.0).is_empty());
+        assert!(full_scan_equalities(&plan).is_empty());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::args::ArgReader;
 use super::{Output, ToolError, ToolResult, Toolbox};
 use crate::executor::{Control, Executor, Mode, Statement, Work};
-use crate::plan::{self, FilterLevel, Plan};
+use crate::plan::{self, Plan};
 use crate::policy::{self, Access, Placeholders};
 
 /// A row estimate this many times off the actual count is reported.
@@ -123,55 +123,11 @@ async fn findings(
     ctl: &Control<'_>,
 ) -> Result<Vec<Value>, ToolError> {
     let mut out = Vec::new();
-    for (i, node) in parsed.nodes.iter().enumerate() {
-        // A full scan filtered by equality on a column no index leads with.
-        if Plan::is_full_scan(node)
-            && let Some(relation) = &node.relation
-        {
-            let columns: Vec<String> = parsed
-                .scan_filters(i)
-                .iter()
-                .filter(|(level, _)| *level != FilterLevel::IndexCondition)
-                .flat_map(|(_, cond)| plan::equality_columns(cond))
-                .collect();
-            if !columns.is_empty() {
-                out.extend(missing_index(tb, executor, relation, &columns, node, ctl).await?);
-            }
-        }
-        // A row estimate far from the actual count.
-        if let (Some(est), Some(actual)) = (node.estimated_rows, node.actual_rows) {
-            let (lo, hi) = (est.min(actual).max(1.0), est.max(actual).max(1.0));
-            if hi / lo > ESTIMATE_FACTOR {
-                let target = node
-                    .relation
-                    .as_deref()
-                    .map(|r| format!("ANALYZE {r}"))
-                    .unwrap_or_else(|| "ANALYZE the tables it reads".to_owned());
-                out.push(json!({
-                    "kind": "row_estimate",
-                    "node": node.node_type,
-                    "message": format!(
-                        "{} estimated {est} rows but returned {actual} (off by {:.0}x): the planner's statistics are stale or its predicates are correlated.",
-                        node.node_type, hi / lo
-                    ),
-                    "fix": format!("Refresh the statistics ({target}) and explain again."),
-                }));
-            }
-        }
+    for (i, relation, columns) in plan::full_scan_equalities(parsed) {
+        let node = &parsed.nodes[i];
+        out.extend(missing_index(tb, executor, &relation, &columns, node, ctl).await?);
     }
-    if let Some((_, total)) = parsed.dpu.iter().find(|(k, _)| k == "Total") {
-        let parts: Vec<String> = parsed
-            .dpu
-            .iter()
-            .filter(|(k, _)| k != "Total")
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        out.push(json!({
-            "kind": "dpu_estimate",
-            "message": format!("The statement is estimated at {total} DPU ({}).", parts.join(", ")),
-            "fix": "Compare the Read DPU before and after a change (an index, fewer columns); costs are not comparable across queries.",
-        }));
-    }
+    out.extend(plan::estimate_findings(parsed, ESTIMATE_FACTOR));
     Ok(out)
 }
 
