@@ -79,22 +79,48 @@ struct Notifier {
     peer: Peer<RoleServer>,
     /// The request's `_meta.progressToken`: progress is sent only when the client asked.
     progress_token: Option<ProgressToken>,
+    /// Progress goes through one task per call, in order: progress must increase, and one
+    /// spawned task per event could overtake another.
+    progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>>,
+}
+
+impl Notifier {
+    fn new(
+        server: DsqlServer,
+        peer: Peer<RoleServer>,
+        progress_token: Option<ProgressToken>,
+    ) -> Notifier {
+        let progress = progress_token.as_ref().map(|_| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+            let peer = peer.clone();
+            // Ends when the call's Notifier (the only sender) is dropped.
+            tokio::spawn(async move {
+                while let Some(param) = rx.recv().await {
+                    if let Err(e) = peer.notify_progress(param).await {
+                        tracing::debug!("could not send a progress notification: {e}");
+                    }
+                }
+            });
+            tx
+        });
+        Notifier {
+            server,
+            peer,
+            progress_token,
+            progress,
+        }
+    }
 }
 
 impl Observer for Notifier {
     fn event(&self, event: Event) {
         if let Event::Progress { step, message } = event {
-            let Some(token) = self.progress_token.clone() else {
-                return;
-            };
-            let peer = self.peer.clone();
-            tokio::spawn(async move {
-                let param =
-                    ProgressNotificationParam::new(token, step as f64).with_message(message);
-                if let Err(e) = peer.notify_progress(param).await {
-                    tracing::debug!("could not send a progress notification: {e}");
-                }
-            });
+            if let (Some(token), Some(tx)) = (&self.progress_token, &self.progress) {
+                let param = ProgressNotificationParam::new(token.clone(), step as f64)
+                    .with_message(message);
+                // The receiver lives as long as this sender; a send cannot fail before.
+                let _ = tx.send(param);
+            }
             return;
         }
         let (level, text) = match &event {
@@ -227,11 +253,11 @@ impl ServerHandler for DsqlServer {
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
         let started = std::time::Instant::now();
-        let observer = Notifier {
-            server: self.clone(),
-            peer: context.peer.clone(),
-            progress_token: context.meta.get_progress_token(),
-        };
+        let observer = Notifier::new(
+            self.clone(),
+            context.peer.clone(),
+            context.meta.get_progress_token(),
+        );
         let ctl = Control {
             cancel: context.ct.clone(),
             observer: &observer,

@@ -247,6 +247,13 @@ async fn waiting_sends_progress_when_asked() {
     assert_eq!(reply["result"]["isError"], true, "{reply}");
     // Polls at 0, 0.25, 0.75, 1.75 s find it running before the 2 s timeout.
     assert!(progress.len() >= 3, "{progress:?}");
+    // In order, increasing (MCP requires it).
+    let steps: Vec<f64> = progress
+        .iter()
+        .map(|n| n["progress"].as_f64().unwrap())
+        .collect();
+    let expected: Vec<f64> = (1..=steps.len()).map(|i| i as f64).collect();
+    assert_eq!(steps, expected);
     for n in &progress {
         assert_eq!(n["progressToken"], "wait-1");
         assert!(
