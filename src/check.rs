@@ -5,9 +5,17 @@
 //! then walks the path of a first tool call one step at a time, so the first step that
 //! fails is the one named: configuration → credentials → token → TCP → TLS (handshake and
 //! certificate chain, verified as the server verifies) → connection (token accepted) →
-//! server version → tables → a timed `SELECT 1`. Each step prints one line, `OK` or
-//! `FAIL` with the fix; steps that cannot run after a failure print `SKIP`. Secrets are
-//! never printed: credentials are named by their provider only.
+//! server version → tables → a timed `SELECT 1` → what the role may do (superuser,
+//! create roles and databases, the schemas it can create objects in and write tables
+//! in). Each step prints one line, `OK` or `FAIL` with the fix; steps that cannot run
+//! after a failure print `SKIP`. A `WARN` line (not a failure) says when a read-only
+//! server connects as a role that can write: then the SQL guard is the only layer, and
+//! the fix is a read-only role (README, "Least privilege"). Secrets are never printed:
+//! credentials are named by their provider only, the sandbox's password not at all.
+//!
+//! The privilege queries use only `pg_roles`, `pg_namespace`, `pg_class`,
+//! `has_schema_privilege` and `has_table_privilege`, which PostgreSQL 15 and DSQL both
+//! have.
 //!
 //! This is a command-line mode, not MCP: it prints to stdout.
 
@@ -27,9 +35,10 @@ use crate::sandbox::Sandbox;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Prints the report of each step as it completes; counts failures.
+/// Prints the report of each step as it completes; counts failures and warnings.
 struct Report {
     failed: usize,
+    warned: usize,
 }
 
 impl Report {
@@ -42,6 +51,11 @@ impl Report {
         println!("FAIL  {step}: {} | fix: {}", problem.as_ref(), fix.as_ref()); // stdout-ok
     }
 
+    fn warn(&mut self, step: &str, problem: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.warned += 1;
+        println!("WARN  {step}: {} | fix: {}", problem.as_ref(), fix.as_ref()); // stdout-ok
+    }
+
     fn skip(&mut self, steps: &[&str], why: &str) {
         for step in steps {
             println!("SKIP  {step}: not run ({why})"); // stdout-ok
@@ -49,7 +63,10 @@ impl Report {
     }
 
     fn finish(self) -> ExitCode {
-        if self.failed == 0 {
+        if self.failed == 0 && self.warned > 0 {
+            println!("all checks passed, {} warning(s)", self.warned); // stdout-ok
+            ExitCode::SUCCESS
+        } else if self.failed == 0 {
             println!("all checks passed"); // stdout-ok
             ExitCode::SUCCESS
         } else {
@@ -61,7 +78,10 @@ impl Report {
 
 /// The report when the flags and environment themselves are invalid.
 pub fn config_failed(e: &crate::config::ConfigError) -> ExitCode {
-    let mut report = Report { failed: 0 };
+    let mut report = Report {
+        failed: 0,
+        warned: 0,
+    };
     report.fail(
         "configuration",
         e.to_string(),
@@ -80,7 +100,10 @@ pub enum Local<'a> {
 
 /// Runs every check and prints the report. `minter` signs tokens as serving would.
 pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>) -> ExitCode {
-    let mut report = Report { failed: 0 };
+    let mut report = Report {
+        failed: 0,
+        warned: 0,
+    };
     const AFTER_CONFIG: &[&str] = &[
         "credentials",
         "token",
@@ -90,6 +113,8 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
         "server version",
         "tables",
         "select 1",
+        "role",
+        "schemas",
     ];
     match local {
         Local::No => {}
@@ -116,6 +141,8 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
                 format!("the local sandbox did not start: {e}"),
                 if e.contains("not found") {
                     "install the PostgreSQL server package named above"
+                } else if e.starts_with("--database_user") {
+                    "pass --database_user admin or --database_user reader, or leave it out (admin)"
                 } else {
                     "check the folder given with --local-dir (writable, and enterable by the `postgres` OS user when run as root) and the PostgreSQL log above"
                 },
@@ -142,23 +169,33 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
     report.ok(
         "endpoint",
         format!(
-            "{} port {}, region {}, user {}, token action {}",
+            "{} port {}, region {}, user {}, {}",
             db.endpoint,
             db.port,
             db.region,
             db.user,
             match Action::for_user(&db.user) {
-                Action::DbConnectAdmin => "DbConnectAdmin (admin)",
-                Action::DbConnect => "DbConnect (custom role)",
+                _ if minter.uses_password() => "password: the sandbox's per-run secret",
+                Action::DbConnectAdmin => "token action DbConnectAdmin (admin)",
+                Action::DbConnect => "token action DbConnect (custom role)",
             }
         ),
     );
 
-    if !credentials(&mut report, db, &minter).await {
+    if minter.uses_password() {
+        report.ok(
+            "credentials",
+            "none needed: the sandbox authenticates this server with its own password",
+        );
+    } else if !credentials(&mut report, db, &minter).await {
         report.skip(&AFTER_CONFIG[1..], "no credentials");
         return report.finish();
     }
     match minter.mint().await {
+        Ok(_) if minter.uses_password() => report.ok(
+            "token",
+            "the sandbox's password (SCRAM-SHA-256, random per run, never printed) in place of an IAM token",
+        ),
         Ok(_) => report.ok(
             "token",
             format!(
@@ -191,6 +228,7 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
         return report.finish();
     };
     queries(&mut report, &conn).await;
+    privileges(&mut report, db, config, &conn).await;
     report.finish()
 }
 
@@ -215,14 +253,9 @@ async fn credentials(report: &mut Report, db: &Database, minter: &TokenMinter) -
                 .map(|d| format!(", expire in {} min", d.as_secs() / 60))
                 .unwrap_or_default();
             let provider_name = provider_name(&creds);
-            let placeholder = if provider_name == crate::sandbox::PLACEHOLDER_PROVIDER {
-                " (placeholders: the sandbox accepts any token)"
-            } else {
-                ""
-            };
             report.ok(
                 "credentials",
-                format!("found{profile} from provider {provider_name}{expiry}{placeholder}"),
+                format!("found{profile} from provider {provider_name}{expiry}"),
             );
             true
         }
@@ -432,6 +465,11 @@ async fn connect(
     config: &Config,
     minter: TokenMinter,
 ) -> Option<PgConnection> {
+    let secret = if minter.uses_password() {
+        "the sandbox's password"
+    } else {
+        "a fresh token"
+    };
     let manager = match Manager::with_minter(db, config.access, minter) {
         Ok(m) => m,
         Err(e) => {
@@ -445,7 +483,7 @@ async fn connect(
             report.ok(
                 "connect",
                 format!(
-                    "authenticated as {} with a fresh token in {} (token, TCP, TLS, login)",
+                    "authenticated as {} with {secret} in {} (token, TCP, TLS, login)",
                     db.user,
                     ms(started.elapsed())
                 ),
@@ -510,6 +548,140 @@ async fn queries(report: &mut Report, conn: &PgConnection) {
             format!("round trip in {}", ms(started.elapsed())),
         ),
         Err(e) => report.fail("select 1", e, "the session cannot run queries"),
+    }
+}
+
+/// Schemas a privilege query looks at: every schema but PostgreSQL's own.
+const USER_SCHEMAS: &str = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'";
+
+/// What the configured role may do, and a warning when a read-only server's role can
+/// write (then only the SQL guard stands between an agent and a write).
+async fn privileges(report: &mut Report, db: &Database, config: &Config, conn: &PgConnection) {
+    let client = &conn.client;
+    let fix = "the role needs to read pg_roles, pg_namespace and pg_class";
+    let role = tokio::time::timeout(
+        STEP_TIMEOUT,
+        client.query_opt(
+            "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_catalog.pg_roles \
+             WHERE rolname = current_user",
+            &[],
+        ),
+    )
+    .await;
+    let (superuser, create_role, create_db) = match role {
+        Ok(Ok(Some(row))) => (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2),
+        ),
+        Ok(Ok(None)) => {
+            report.fail("role", format!("{} is not in pg_roles", db.user), fix);
+            report.skip(&["schemas"], "no role");
+            return;
+        }
+        Ok(Err(e)) => {
+            report.fail("role", DbError::from(&e).to_string(), fix);
+            report.skip(&["schemas"], "no role");
+            return;
+        }
+        Err(_) => {
+            report.fail("role", "timed out", fix);
+            report.skip(&["schemas"], "no role");
+            return;
+        }
+    };
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    report.ok(
+        "role",
+        format!(
+            "{}: superuser {}, create roles {}, create databases {}",
+            db.user,
+            yes(superuser),
+            yes(create_role),
+            yes(create_db)
+        ),
+    );
+    let names = |sql: String| async move {
+        match tokio::time::timeout(STEP_TIMEOUT, client.query(&sql, &[])).await {
+            Ok(Ok(rows)) => Ok(rows
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()),
+            Ok(Err(e)) => Err(DbError::from(&e).to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        }
+    };
+    let create_in = names(format!(
+        "SELECT n.nspname FROM pg_catalog.pg_namespace n \
+         WHERE pg_catalog.has_schema_privilege(n.oid, 'CREATE') AND {USER_SCHEMAS} ORDER BY 1"
+    ))
+    .await;
+    let write_in = names(format!(
+        "SELECT DISTINCT n.nspname FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMAS} \
+           AND pg_catalog.has_table_privilege(c.oid, 'INSERT,UPDATE,DELETE') ORDER BY 1"
+    ))
+    .await;
+    let (create_in, write_in) = match (create_in, write_in) {
+        (Ok(c), Ok(w)) => (c, w),
+        (Err(e), _) | (_, Err(e)) => {
+            report.fail("schemas", e, fix);
+            return;
+        }
+    };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    report.ok(
+        "schemas",
+        format!(
+            "can create objects in: {}; can write tables in: {}",
+            list(&create_in),
+            list(&write_in)
+        ),
+    );
+    if config.access != crate::policy::Access::ReadOnly {
+        return;
+    }
+    let mut can = Vec::new();
+    if superuser {
+        can.push("is a superuser".to_owned());
+    }
+    if create_role {
+        can.push("can create roles".to_owned());
+    }
+    if create_db {
+        can.push("can create databases".to_owned());
+    }
+    if !create_in.is_empty() {
+        can.push(format!("can create objects in {}", list(&create_in)));
+    }
+    if !write_in.is_empty() {
+        can.push(format!("can write tables in {}", list(&write_in)));
+    }
+    if can.is_empty() {
+        report.ok(
+            "read-only",
+            format!("{} can only read: the database refuses writes too", db.user),
+        );
+    } else {
+        report.warn(
+            "read-only",
+            format!(
+                "the server is read-only (no --allow-writes) but role {} {}: if a write got past \
+                 the SQL guard, the database would not stop it",
+                db.user,
+                can.join(", ")
+            ),
+            "connect as a role that can only read: CREATE ROLE reader WITH LOGIN, GRANT USAGE ON SCHEMA \
+             and SELECT ON ALL TABLES IN SCHEMA to it, map it with AWS IAM GRANT, and pass \
+             --database_user reader (README, \"Least privilege\")",
+        );
     }
 }
 

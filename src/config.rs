@@ -111,6 +111,11 @@ pub struct Args {
     #[arg(global = true, long = "max-result-bytes", value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_result_bytes: usize,
 
+    /// Bytes of row JSON all calls together may hold at once; a result that would go past it
+    /// is cut and says so. Default: 256 MiB, or --max-result-bytes if that is larger.
+    #[arg(global = true, long = "result-memory-bytes", value_name = "BYTES")]
+    pub result_memory_bytes: Option<usize>,
+
     /// Re-runs of a unit after an OCC conflict (SQLSTATE 40001) or a waking cluster.
     #[arg(
         global = true,
@@ -138,14 +143,15 @@ pub struct Args {
     )]
     pub occ_backoff_max_ms: u64,
 
-    /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
-    /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally").
     /// A function of your own that read-only calls may use (`NAME` or `SCHEMA.NAME`;
     /// repeatable). Built-ins without side effects need no flag; the refused set (host,
     /// files, SQL-text executors, session and server control) cannot be allowed.
     #[arg(global = true, long = "allow-function", value_name = "NAME")]
     pub allow_function: Vec<String>,
 
+    /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
+    /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally"). Connects
+    /// as `admin`, or as the read-only `reader` with `--database_user reader`.
     #[arg(global = true, long = "local", conflicts_with = "cluster_endpoint")]
     pub local: bool,
 
@@ -265,9 +271,10 @@ impl Config {
                 args.query_timeout
             )));
         }
-        if args.max_rows == 0 || args.max_result_bytes == 0 {
+        if args.max_rows == 0 || args.max_result_bytes == 0 || args.result_memory_bytes == Some(0) {
             return Err(ConfigError::Invalid(
-                "--max-rows and --max-result-bytes must be at least 1".into(),
+                "--max-rows, --max-result-bytes and --result-memory-bytes must be at least 1"
+                    .into(),
             ));
         }
         if args.occ_backoff_ms > args.occ_backoff_max_ms {
@@ -354,6 +361,9 @@ impl Config {
                 timeout: Duration::from_secs_f64(args.query_timeout),
                 max_rows: args.max_rows,
                 max_bytes: args.max_result_bytes,
+                budget_bytes: args
+                    .result_memory_bytes
+                    .unwrap_or_else(|| crate::executor::default_budget(args.max_result_bytes)),
             },
             retry: RetryPolicy {
                 max_retries: args.occ_retries,
@@ -456,6 +466,31 @@ mod tests {
         assert_eq!(c.rules, RuleSet::Power);
         assert_eq!(c.knowledge_server, DEFAULT_KNOWLEDGE_SERVER);
         assert_eq!(c.knowledge_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_result_budget_defaults_to_256_mib_or_one_whole_result() {
+        let limits =
+            |list: &[&str]| Config::from_args(args(list), &Env::default()).map(|c| c.limits);
+        assert_eq!(limits(&[]).unwrap().budget_bytes, 256 << 20);
+        assert_eq!(
+            limits(&["--max-result-bytes", "400000000"])
+                .unwrap()
+                .budget_bytes,
+            400_000_000
+        );
+        assert_eq!(
+            limits(&["--result-memory-bytes", "1000"])
+                .unwrap()
+                .budget_bytes,
+            1000
+        );
+        assert_eq!(
+            limits(&["--result-memory-bytes", "0"])
+                .unwrap_err()
+                .to_string(),
+            "--max-rows, --max-result-bytes and --result-memory-bytes must be at least 1"
+        );
     }
 
     #[test]

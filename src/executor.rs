@@ -7,10 +7,17 @@
 //! ```text
 //! BEGIN [TRANSACTION READ ONLY] + Parse(1)       -- one round trip; nothing runs unless BEGIN succeeded
 //! statements 1 .. n-1
-//! Execute(n) + COMMIT; RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE;
-//!   [SET SESSION CHARACTERISTICS ... READ ONLY;] SELECT session_user, current_user, ...
-//!                                                -- one round trip (ROLLBACK on error)
+//! Execute(n) + COMMIT; <reset>                   -- reads: one round trip (ROLLBACK on error)
+//! Execute(n), then COMMIT; <reset>               -- writes: COMMIT only after Execute(n) succeeded
+//!
+//! <reset> = RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE;
+//!           [SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;]
+//!           SELECT session_user, current_user, current_setting('standard_conforming_strings')
 //! ```
+//!
+//! A write's COMMIT is never in flight before its last statement has answered: if the caller
+//! goes away while that statement waits (on a lock, say), the backend finds no COMMIT behind
+//! it and the transaction dies with the connection instead of committing unseen.
 //!
 //! Caller SQL only ever travels through the extended protocol, one statement per message,
 //! so `COMMIT; DROP ...` cannot escape the transaction. The reset ends by reading the
@@ -24,17 +31,23 @@
 //!   on a fresh snapshot with exponential backoff and jitter, a bounded number of times;
 //! - a cluster that is waking up: the connection attempt is retried with backoff;
 //! - a COMMIT whose connection died: the outcome is unknown, so it is reported, never re-run;
-//! - the call's deadline or an MCP cancellation: the statement is cancelled on the server,
-//!   the transaction rolled back, and the connection retired (a late cancel must not reach the next call).
+//! - the call's deadline, an MCP cancellation or the server's shutdown: the statement is
+//!   cancelled on the server, the transaction rolled back, and the connection retired (a late
+//!   cancel must not reach the next call);
+//! - a pool whose connections all stay busy: the call waits at most `POOL_WAIT` and is told
+//!   it never got a connection (`ExecError::Busy`), not that a statement was cancelled.
 //!
-//! Results are bounded (`Limits`) while they are read, so a huge result never sits in memory.
+//! Results are bounded (`Limits`) while they are read, so a huge result never sits in memory,
+//! and all calls' rows together are held to one process-wide budget (`Limits::budget_bytes`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, join, pin_mut};
 use postgres_types::{Kind, Type};
 use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{ConnectError, DbError, PgConnection, Pool, Pooled, session_problem};
@@ -94,8 +107,10 @@ pub struct Column {
 pub enum Truncation {
     /// More than `Limits::max_rows` rows.
     Rows(usize),
-    /// More than `Limits::max_bytes` bytes of JSON.
+    /// More than `Limits::max_bytes` bytes of response (each row as JSON and as text).
     Bytes(usize),
+    /// The process-wide budget (`Limits::budget_bytes`) was in use by other calls' results.
+    Budget(usize),
 }
 
 impl std::fmt::Display for Truncation {
@@ -105,6 +120,10 @@ impl std::fmt::Display for Truncation {
             Truncation::Bytes(n) => write!(
                 f,
                 "the result is larger than {n} bytes (--max-result-bytes)"
+            ),
+            Truncation::Budget(n) => write!(
+                f,
+                "the results of calls running at the same time hold the server's {n}-byte result budget (--result-memory-bytes)"
             ),
         }
     }
@@ -131,6 +150,15 @@ pub struct Limits {
     pub max_rows: usize,
     /// Bytes of row JSON kept from one result.
     pub max_bytes: usize,
+    /// Bytes of row JSON all calls together may hold at once (the process-wide budget):
+    /// a result that would go past it is cut, as one past `max_bytes` is.
+    pub budget_bytes: usize,
+}
+
+/// The process-wide result budget when none is given: 256 MiB, or one whole result if
+/// `--max-result-bytes` is larger.
+pub fn default_budget(max_bytes: usize) -> usize {
+    max_bytes.max(256 << 20)
 }
 
 impl Default for Limits {
@@ -139,6 +167,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(50),
             max_rows: 1_000,
             max_bytes: 1 << 20,
+            budget_bytes: default_budget(1 << 20),
         }
     }
 }
@@ -232,7 +261,20 @@ pub enum ExecError {
         "The call was cancelled by the client; its statement was cancelled and nothing was committed."
     )]
     Cancelled,
+    #[error(
+        "The server is shutting down; the call was stopped (its statement, if one was running, was cancelled) and nothing was committed."
+    )]
+    ShuttingDown,
+    /// The call never got a connection: nothing of it ran.
+    #[error(
+        "All {size} database connections stayed busy with other calls for {waited:?}, so this call never got one; none of its statements ran and nothing was committed. Re-run it when the other calls have finished."
+    )]
+    Busy { size: usize, waited: Duration },
 }
+
+/// Longest wait for a free pooled connection, so a cheap call does not queue for the whole
+/// query timeout behind long ones: past it the call fails with `ExecError::Busy`.
+pub const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// SQLSTATE 54000 (program_limit_exceeded): DSQL's per-transaction limits among others.
 pub const LIMIT_EXCEEDED: &str = "54000";
@@ -290,22 +332,91 @@ impl ExecError {
 
 /// How one call may be stopped, and who hears about retries and truncation.
 pub struct Control<'a> {
+    /// The client cancelled this call.
     pub cancel: CancellationToken,
+    /// The server is stopping (SIGTERM, or stdin closed): every call is stopped.
+    pub shutdown: CancellationToken,
     pub observer: &'a dyn Observer,
+    /// The share of the result budget this call's rows hold; released when the `Control`
+    /// is dropped, i.e. once the call's response has been built.
+    pub held: Held,
 }
 
-impl Control<'_> {
+impl<'a> Control<'a> {
+    /// A call stopped by `cancel` (or `shutdown`), whose events go to `observer`.
+    pub fn new(cancel: CancellationToken, observer: &'a dyn Observer) -> Control<'a> {
+        Control {
+            cancel,
+            shutdown: CancellationToken::new(),
+            observer,
+            held: Held::default(),
+        }
+    }
+
     /// No cancellation, no observer.
     pub fn none() -> Control<'static> {
-        Control {
-            cancel: CancellationToken::new(),
-            observer: &Silent,
+        Control::new(CancellationToken::new(), &Silent)
+    }
+
+    /// Resolves when the call must stop, with the reason.
+    async fn stopped(&self) -> ExecError {
+        tokio::select! {
+            _ = self.cancel.cancelled() => ExecError::Cancelled,
+            _ = self.shutdown.cancelled() => ExecError::ShuttingDown,
         }
     }
 }
 
+/// Permits of the process-wide result budget, kept for as long as a call's rows live.
+#[derive(Clone, Default)]
+pub struct Held(Arc<std::sync::Mutex<Vec<OwnedSemaphorePermit>>>);
+
+impl Held {
+    fn keep(&self, permit: OwnedSemaphorePermit) {
+        if let Ok(mut held) = self.0.lock() {
+            held.push(permit);
+        }
+    }
+
+    /// Takes over `other`'s permits.
+    fn absorb(&self, other: Held) {
+        let taken = other.0.lock().map(|mut p| std::mem::take(&mut *p));
+        if let (Ok(taken), Ok(mut held)) = (taken, self.0.lock()) {
+            held.extend(taken);
+        }
+    }
+}
+
+/// Where read rows are accounted: the observer for truncation events, the process-wide
+/// budget (in KiB permits) and the call's share of it.
+struct Sink<'a> {
+    observer: &'a dyn Observer,
+    budget: &'a Arc<Semaphore>,
+    budget_bytes: usize,
+    held: &'a Held,
+}
+
+impl Sink<'_> {
+    /// Takes `kib` more KiB of the budget for this call; `false` when it is in use.
+    fn reserve(&self, kib: usize) -> bool {
+        let Ok(kib) = u32::try_from(kib) else {
+            return false;
+        };
+        match self.budget.clone().try_acquire_many_owned(kib) {
+            Ok(permit) => {
+                self.held.keep(permit);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The budget is counted in KiB permits, taken this many at a time.
+const BUDGET_CHUNK_KIB: usize = 256;
+
 /// How long a cancelled statement may take to stop before its connection is dropped.
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// How often the cancel request is repeated while the statement has not stopped.
 const CANCEL_REPEAT: Duration = Duration::from_millis(500);
 
@@ -319,15 +430,19 @@ pub struct Executor {
     limits: Limits,
     retry: RetryPolicy,
     rewriter: Option<Rewriter>,
+    /// The process-wide result budget, in KiB permits.
+    budget: Arc<Semaphore>,
 }
 
 impl Executor {
     pub fn new(pool: Arc<Pool>, limits: Limits, retry: RetryPolicy) -> Executor {
+        let kib = (limits.budget_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS);
         Executor {
             pool,
             limits,
             retry,
             rewriter: None,
+            budget: Arc::new(Semaphore::new(kib)),
         }
     }
 
@@ -392,7 +507,7 @@ impl Executor {
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = ctl.cancel.cancelled() => return Err(ExecError::Cancelled),
+                    stopped = ctl.stopped() => return Err(stopped),
                 }
                 continue;
             }
@@ -407,14 +522,31 @@ impl Executor {
         ctl: &Control<'_>,
         deadline: Instant,
     ) -> Result<Vec<Outcome>, ExecError> {
+        // The wait for a connection is bounded on its own (`POOL_WAIT`), and a call that
+        // never got one is told so, not that "its statement was cancelled".
+        let waiting = Instant::now();
+        let wait_end = deadline.min(waiting + POOL_WAIT);
         let conn = tokio::select! {
             conn = self.checkout() => conn?,
-            _ = tokio::time::sleep_until(deadline.into()) => return Err(ExecError::Timeout(self.limits.timeout)),
-            _ = ctl.cancel.cancelled() => return Err(ExecError::Cancelled),
+            _ = tokio::time::sleep_until(wait_end.into()) => return Err(ExecError::Busy {
+                size: self.pool.status().max_size,
+                waited: tenths(wait_end - waiting),
+            }),
+            stopped = ctl.stopped() => return Err(stopped),
         };
         let mut stopped = None;
+        let committing = AtomicBool::new(false);
+        // This attempt's share of the budget: handed to the call if its rows are returned,
+        // released with them if the attempt fails (a re-run must not count twice).
+        let attempt_held = Held::default();
+        let sink = Sink {
+            observer: ctl.observer,
+            budget: &self.budget,
+            budget_bytes: self.limits.budget_bytes,
+            held: &attempt_held,
+        };
         let done = {
-            let unit = run_unit(&conn, work, &self.limits, ctl.observer);
+            let unit = run_unit(&conn, work, &self.limits, &sink, &committing);
             pin_mut!(unit);
             let first = tokio::select! {
                 done = &mut unit => Some(done),
@@ -422,8 +554,8 @@ impl Executor {
                     stopped = Some(ExecError::Timeout(self.limits.timeout));
                     None
                 }
-                _ = ctl.cancel.cancelled() => {
-                    stopped = Some(ExecError::Cancelled);
+                why = ctl.stopped() => {
+                    stopped = Some(why);
                     None
                 }
             };
@@ -458,15 +590,20 @@ impl Executor {
                 }
             }
         };
-        match (done, stopped) {
+        let result = match (done, stopped) {
             (Some(done), None) => finish_attempt(conn, done).await,
-            (Some(_done), Some(stopped)) => {
+            (Some((result, _)), Some(stopped)) => {
                 // The unit ended (usually 57014 query_canceled) and rolled back. The connection
                 // is retired all the same: a cancel request still in flight could otherwise
                 // land on the next call's statement on this backend. Timeouts and cancellations
                 // are rare, so one reconnect each is the cheaper side of that trade.
                 discard(conn);
-                Err(stopped)
+                match result {
+                    // It finished (a write: committed) before the cancel took: say what happened.
+                    Ok(outcomes) => Ok(outcomes),
+                    Err(e @ (ExecError::CommitUnknown(_) | ExecError::Commit(_))) => Err(e),
+                    Err(_) => Err(stopped),
+                }
             }
             (None, stopped) => {
                 tracing::warn!(
@@ -474,9 +611,20 @@ impl Executor {
                     "statement did not stop after cancel; dropping the connection"
                 );
                 discard(conn);
+                if committing.load(Ordering::Relaxed) {
+                    // COMMIT was sent and did not answer: whether it landed is unknown.
+                    return Err(ExecError::CommitUnknown(DbError::other(
+                        "COMMIT did not answer before the connection was closed",
+                        true,
+                    )));
+                }
                 Err(stopped.unwrap_or(ExecError::Cancelled))
             }
+        };
+        if result.is_ok() {
+            ctl.held.absorb(attempt_held);
         }
+        result
     }
 
     async fn checkout(&self) -> Result<Pooled, ExecError> {
@@ -489,6 +637,11 @@ impl Executor {
             other => ExecError::Pool(other.to_string()),
         })
     }
+}
+
+/// `d` to the nearest tenth of a second, for messages.
+fn tenths(d: Duration) -> Duration {
+    Duration::from_millis((d.as_millis() as u64 + 50) / 100 * 100)
 }
 
 /// Returns the connection to the pool clean, or discards it.
@@ -541,7 +694,8 @@ async fn run_unit(
     conn: &Pooled,
     work: &Work,
     limits: &Limits,
-    observer: &dyn Observer,
+    observer: &Sink<'_>,
+    committing: &AtomicBool,
 ) -> (Result<Vec<Outcome>, ExecError>, bool) {
     let client = &conn.client;
     let begin = match work.mode {
@@ -604,6 +758,25 @@ async fn run_unit(
         } else {
             conn.reset_sql()
         };
+        if work.mode == Mode::ReadWrite {
+            // A write's COMMIT leaves only after its last statement succeeded: pipelined, a
+            // COMMIT already in the backend's input would commit the work of a statement that
+            // finished after we stopped listening (stdin closed, process killed), behind the
+            // caller's back. A write costs this second round trip.
+            let o = match execute(client, &prepared, statement, limits, observer).await {
+                Ok(o) => o,
+                Err(error) => return abandon(conn, true, failed(error)).await,
+            };
+            committing.store(true, Ordering::Relaxed);
+            return match finish_with(conn, finish).await {
+                Ok(reset) => {
+                    outcomes.push(o);
+                    (Ok(outcomes), reset)
+                }
+                Err(error) if error.broken => (Err(ExecError::CommitUnknown(error)), false),
+                Err(error) => (Err(ExecError::Commit(error)), false),
+            };
+        }
         let (executed, finished) = join!(
             execute(client, &prepared, statement, limits, observer),
             finish_with(conn, finish)
@@ -620,9 +793,6 @@ async fn run_unit(
                 tracing::warn!(connection = conn.serial, "session reset failed: {error}");
                 outcomes.push(o);
                 (Ok(outcomes), false)
-            }
-            (Ok(_), Err(error)) if error.broken && work.mode == Mode::ReadWrite => {
-                (Err(ExecError::CommitUnknown(error)), false)
             }
             (Ok(_), Err(error)) => (Err(ExecError::Commit(error)), false),
         };
@@ -690,7 +860,7 @@ async fn one_round_trip(
     statement: &Statement,
     describe: bool,
     limits: &Limits,
-    observer: &dyn Observer,
+    observer: &Sink<'_>,
 ) -> (Result<Vec<Outcome>, ExecError>, bool) {
     let client = &conn.client;
     // OID 0: the server infers each parameter's type, as it does for a prepare.
@@ -759,12 +929,13 @@ fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {
 async fn read_rows(
     stream: tokio_postgres::RowStream,
     limits: &Limits,
-    observer: &dyn Observer,
+    sink: &Sink<'_>,
 ) -> Result<Outcome, DbError> {
     pin_mut!(stream);
     let mut rows = Vec::new();
     let mut columns = Vec::new();
     let mut bytes = 0usize;
+    let mut reserved_kib = 0usize;
     let mut truncated = None;
     while let Some(row) = stream.next().await {
         let row = row?;
@@ -779,16 +950,32 @@ async fn read_rows(
             continue;
         }
         let object = value::row_to_object(&row)?;
-        bytes += json_size(&object);
+        bytes += response_size(&object);
         // Strict, even for the first row: one huge value must not blow the bound.
         if bytes > limits.max_bytes {
             truncated = Some(Truncation::Bytes(limits.max_bytes));
             continue;
         }
+        // The process-wide budget: rows are kept only while their bytes are reserved in it.
+        let need_kib = bytes.div_ceil(1024);
+        if need_kib > reserved_kib {
+            let short = need_kib - reserved_kib;
+            let more = short.max(BUDGET_CHUNK_KIB);
+            // Near the end of the budget, take exactly what this row needs.
+            let got = if sink.reserve(more) {
+                more
+            } else if short < more && sink.reserve(short) {
+                short
+            } else {
+                truncated = Some(Truncation::Budget(sink.budget_bytes));
+                continue;
+            };
+            reserved_kib += got;
+        }
         rows.push(object);
     }
     if let Some(why) = &truncated {
-        observer.event(Event::Truncated {
+        sink.observer.event(Event::Truncated {
             kept: rows.len(),
             why: why.clone(),
         });
@@ -808,7 +995,7 @@ async fn execute(
     prepared: &tokio_postgres::Statement,
     statement: &Statement,
     limits: &Limits,
-    observer: &dyn Observer,
+    observer: &Sink<'_>,
 ) -> Result<Outcome, DbError> {
     let types = prepared.params();
     if types.len() != statement.params.len() {
@@ -834,6 +1021,39 @@ async fn execute(
 }
 
 /// The size of a row as JSON, without building the string.
+/// The bytes one row adds to a tool response, so that `--max-result-bytes` bounds the
+/// response and not only the rows: its compact JSON (in `structuredContent`) plus its
+/// pretty-printed copy in the text content, escaped into a JSON string, indented up to two
+/// levels deeper (the power's tools nest rows in an object), and the text block's framing.
+fn response_size(row: &Map<String, Value>) -> usize {
+    /// Counts the bytes of the written text once escaped into a JSON string, and its lines.
+    struct Escaped {
+        bytes: usize,
+        lines: usize,
+    }
+    impl std::io::Write for Escaped {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            for &b in buf {
+                self.bytes += match b {
+                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+                    0..=0x1f => 6,
+                    _ => 1,
+                };
+                self.lines += usize::from(b == b'\n');
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    /// `{"type":"text","text":""},` around each row's text.
+    const TEXT_BLOCK: usize = 26;
+    let mut text = Escaped { bytes: 0, lines: 1 };
+    let _ = serde_json::to_writer_pretty(&mut text, row);
+    json_size(row) + text.bytes + 4 * text.lines + TEXT_BLOCK
+}
+
 fn json_size(row: &Map<String, Value>) -> usize {
     struct Counter(usize);
     impl std::io::Write for Counter {
@@ -983,6 +1203,39 @@ mod tests {
             let e = ExecError::Connect(ConnectError::Postgres(refused));
             assert!(e.is_waking() && !e.broken() && !e.is_conflict(), "{code}");
         }
+    }
+
+    #[test]
+    fn the_result_budget_is_shared_and_comes_back_with_the_rows() {
+        let budget = Arc::new(Semaphore::new(1024));
+        let (a, b) = (Held::default(), Held::default());
+        let sink = |held| Sink {
+            observer: &Silent,
+            budget: &budget,
+            budget_bytes: 1 << 20,
+            held,
+        };
+        assert!(sink(&a).reserve(1000));
+        // Another call gets what is left, no more.
+        assert!(!sink(&b).reserve(100));
+        assert!(sink(&b).reserve(24));
+        assert_eq!(budget.available_permits(), 0);
+        // A successful attempt hands its share to the call; the call's end releases it.
+        let call = Held::default();
+        call.absorb(a);
+        assert_eq!(budget.available_permits(), 0);
+        drop(call);
+        assert_eq!(budget.available_permits(), 1000);
+        drop(b);
+        assert_eq!(budget.available_permits(), 1024);
+        assert_eq!(
+            tenths(Duration::from_millis(4_999_960)),
+            Duration::from_secs(5000)
+        );
+        assert_eq!(
+            tenths(Duration::from_millis(1_949)),
+            Duration::from_millis(1_900)
+        );
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub enum WaitError {
     NotFound,
     /// Still running when the timeout passed; the last row seen.
     TimedOut(Map<String, Value>),
-    /// The call was cancelled.
+    /// The call was cancelled, or the server is stopping.
     Cancelled,
     Exec(ExecError),
 }
@@ -152,6 +152,7 @@ pub async fn wait(
         n = n.saturating_add(1);
         tokio::select! {
             _ = ctl.cancel.cancelled() => return Err(WaitError::Cancelled),
+            _ = ctl.shutdown.cancelled() => return Err(WaitError::Cancelled),
             _ = tokio::time::sleep(delay) => {}
         }
     }

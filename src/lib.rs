@@ -13,5 +13,6 @@ pub mod plan;
 pub mod policy;
 pub mod sandbox;
 pub mod server;
+pub mod stdio;
 pub mod tools;
 pub mod value;

@@ -1,5 +1,6 @@
 //! Entry point: parse the command line, start logging to stderr, then serve MCP on stdio
-//! (against a cluster, or the `--local` sandbox) or run the `check` command.
+//! (against a cluster, or the `--local` sandbox; stdio goes through the front door,
+//! `stdio.rs`) or run the `check` command.
 
 // rmcp's service future nests deeply enough to exceed the default layout depth.
 #![recursion_limit = "256"]
@@ -17,6 +18,7 @@ use aurora_dsql_mcp_server::connection::token::TokenMinter;
 use aurora_dsql_mcp_server::executor::Executor;
 use aurora_dsql_mcp_server::sandbox::{self, Sandbox};
 use aurora_dsql_mcp_server::server::DsqlServer;
+use aurora_dsql_mcp_server::stdio::FrontDoor;
 use aurora_dsql_mcp_server::tools::Toolbox;
 
 fn main() -> ExitCode {
@@ -60,7 +62,12 @@ async fn run(mut args: Args) -> ExitCode {
     let mut sandbox_error = None;
     if args.local {
         let dir = args.local_dir.clone();
-        match tokio::task::spawn_blocking(move || Sandbox::start(dir)).await {
+        let user = sandbox::login_role(args.database_user.as_deref());
+        let started = match &user {
+            Ok(_) => tokio::task::spawn_blocking(move || Sandbox::start(dir)).await,
+            Err(e) => Ok(Err(sandbox::ClusterError(e.clone()))),
+        };
+        match started {
             Ok(Ok(sb)) => {
                 tracing::info!(
                     port = sb.port(),
@@ -76,7 +83,7 @@ async fn run(mut args: Args) -> ExitCode {
                     .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned());
                 args.cluster_endpoint = Some("localhost".into());
                 args.port = sb.port();
-                args.database_user = Some("admin".into());
+                args.database_user = user.ok();
                 args.region = Some(region);
                 args.ssl_root_cert = Some(sb.ca_path().to_path_buf());
                 sandbox = Some(sb);
@@ -99,11 +106,9 @@ async fn run(mut args: Args) -> ExitCode {
             ExitCode::from(1)
         }
         Ok(config) => {
+            // The sandbox's connections send its per-run password instead of a token.
             let minter = match (&sandbox, &config.database) {
-                (Some(_), Some(db)) => Some(TokenMinter::with_sdk_config(
-                    db,
-                    sandbox::sdk_config(&db.region).await,
-                )),
+                (Some(sb), Some(db)) => Some(sb.minter(db)),
                 _ => None,
             };
             if checking {
@@ -170,8 +175,9 @@ async fn serve(
     };
     let warm = executor.clone();
     let server = DsqlServer::new(Toolbox { config, executor });
+    let calls = server.stopper();
     let running = tokio::select! {
-        running = server.serve(rmcp::transport::stdio_pipes()) => match running {
+        running = server.serve(FrontDoor::stdio()) => match running {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("MCP session could not start: {e}");
@@ -195,16 +201,24 @@ async fn serve(
         })
         .await;
         if let Some(executor) = warm {
-            executor.pool().manager().minter().sdk_config().await;
+            executor.pool().manager().minter().warm().await;
         }
     });
     let cancel = running.cancellation_token();
     let waiting = running.waiting();
     tokio::pin!(waiting);
     let ended = tokio::select! {
-        ended = &mut waiting => ended,
+        ended = &mut waiting => {
+            // stdin closed: rmcp answered what finished within its drain, then cancelled the
+            // rest. Their units are rolling back now; exiting first would leave that to chance.
+            stop_calls(&calls, stop).await;
+            ended
+        }
         signal = stop.signalled() => {
             tracing::info!(signal, "stopping");
+            // Stop the calls first, while the session still writes to stdout, so each caller
+            // gets its call's error response; then end the session.
+            stop_calls(&calls, stop).await;
             cancel.cancel();
             waiting.await
         }
@@ -218,6 +232,33 @@ async fn serve(
             tracing::error!("MCP session failed: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// How long the calls in flight get to stop (cancel, roll back, answer) before the process
+/// exits anyway: the executor's cancel grace, plus a moment for the rollback and the answer.
+const STOP_WAIT: std::time::Duration = aurora_dsql_mcp_server::executor::CANCEL_GRACE
+    .saturating_add(std::time::Duration::from_secs(2));
+
+/// Cancels every call in flight and waits for them, at most `STOP_WAIT`; a second signal
+/// ends the wait at once.
+async fn stop_calls(calls: &aurora_dsql_mcp_server::server::Stopper, stop: &mut Stop) {
+    let running = calls.in_flight();
+    let done = tokio::select! {
+        done = calls.stop(STOP_WAIT) => done,
+        signal = stop.signalled() => {
+            tracing::warn!(signal, "second signal: not waiting for the calls in flight");
+            false
+        }
+    };
+    if !done {
+        tracing::warn!(
+            running,
+            left = calls.in_flight(),
+            "calls still in flight at exit; their connections close with the process (uncommitted work is rolled back by the cluster)"
+        );
+    } else if running > 0 {
+        tracing::info!(running, "calls in flight were stopped and rolled back");
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! This layer speaks the protocol and nothing else: it lists the tools, turns a tool's
 //! `Output` into MCP content, turns a `ToolError` into an `isError` result whose text
-//! carries the whole message (and the same message as a log notification), and honours
-//! `logging/setLevel`. stdout belongs to rmcp's JSON-RPC stream; logs go to stderr.
+//! carries the message, capped at 16 KiB (and the same text as a log notification), and
+//! honours `logging/setLevel`. stdout belongs to the JSON-RPC stream (rmcp's, through the
+//! front door in `stdio.rs`); logs go to stderr.
 
 // MCP logging is deprecated by the 2026-07-28 revision (SEP-2577), but the protocol
 // versions agent hosts negotiate today still carry it, and the reference's clients rely
@@ -12,6 +13,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -27,8 +32,10 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+use crate::connection::error::capped;
 use crate::executor::{Control, Event, Observer};
 use crate::knowledge::{prompts, resources};
+use crate::stdio::MCP_REQUEST_METHODS;
 use crate::tools::{Output, ToolError, Toolbox, truncation_note};
 use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
 
@@ -50,25 +57,75 @@ pub struct DsqlServer {
     toolbox: Arc<Toolbox>,
     /// The lowest level of log notification the client wants (`logging/setLevel`).
     min_level: Arc<AtomicU8>,
+    /// The calls in flight, and how to stop them all.
+    calls: Stopper,
 }
+
+/// Stops every call in flight and waits for them (main's SIGTERM and end-of-stdin paths).
+///
+/// Each call's units see `shutdown` cancelled: the running statement is cancelled on the
+/// server, the transaction rolled back, and the call answers with `ExecError::ShuttingDown`
+/// through the still-open session, so the caller hears about it before the process exits.
+#[derive(Clone, Default)]
+pub struct Stopper {
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Stopper {
+    /// Cancels every call in flight (and any that starts from now on) and waits for them,
+    /// at most `bound`. `true` when they all ended within it.
+    pub async fn stop(&self, bound: Duration) -> bool {
+        self.shutdown.cancel();
+        self.tracker.close();
+        tokio::time::timeout(bound, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Calls still in flight.
+    pub fn in_flight(&self) -> usize {
+        self.tracker.len()
+    }
+}
+
+/// How long one log notification may take to go out before it is given up: during
+/// shutdown the session loop no longer sends them, and a call's response must not wait.
+const NOTIFY_BOUND: Duration = Duration::from_millis(500);
 
 impl DsqlServer {
     pub fn new(toolbox: Toolbox) -> DsqlServer {
         DsqlServer {
             toolbox: Arc::new(toolbox),
             min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
+            calls: Stopper::default(),
         }
     }
 
-    /// Sends a log notification if the client asked for this level; never fails a call.
+    /// The handle main uses to stop the calls in flight on its way out.
+    pub fn stopper(&self) -> Stopper {
+        self.calls.clone()
+    }
+
+    /// A call's controls: the client's cancellation plus the server's shutdown.
+    fn control<'a>(&self, ct: &CancellationToken, observer: &'a dyn Observer) -> Control<'a> {
+        let mut ctl = Control::new(ct.clone(), observer);
+        ctl.shutdown = self.calls.shutdown.clone();
+        ctl
+    }
+
+    /// Sends a log notification if the client asked for this level; never fails a call,
+    /// and never holds it up for more than `NOTIFY_BOUND`.
     async fn notify(&self, peer: &Peer<RoleServer>, level: LoggingLevel, data: Value) {
         if rank(level) < self.min_level.load(Ordering::Relaxed) {
             return;
         }
         let mut param = LoggingMessageNotificationParam::new(level, data);
         param.logger = Some("aurora-dsql-mcp-server".into());
-        if let Err(e) = peer.notify_logging_message(param).await {
-            tracing::debug!("could not send a log notification: {e}");
+        match tokio::time::timeout(NOTIFY_BOUND, peer.notify_logging_message(param)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!("could not send a log notification: {e}"),
+            Err(_) => tracing::debug!("a log notification was not sent in time"),
         }
     }
 }
@@ -143,29 +200,13 @@ impl Observer for Notifier {
             Event::Truncated { kept, why } => (LoggingLevel::Notice, truncation_note(*kept, why)),
             Event::Progress { .. } => return,
         };
+        let text = capped(&text);
         tracing::info!("{text}");
         let server = self.server.clone();
         let peer = self.peer.clone();
         tokio::spawn(async move { server.notify(&peer, level, Value::String(text)).await });
     }
 }
-
-/// The standard MCP request methods a client may send to a server.
-const MCP_REQUEST_METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "completion/complete",
-    "logging/setLevel",
-    "prompts/get",
-    "prompts/list",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "tools/call",
-    "tools/list",
-];
 
 fn rank(level: LoggingLevel) -> u8 {
     match level {
@@ -250,6 +291,7 @@ impl ServerHandler for DsqlServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
+        let _in_flight = self.calls.tracker.token();
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
         let started = std::time::Instant::now();
@@ -258,10 +300,7 @@ impl ServerHandler for DsqlServer {
             context.peer.clone(),
             context.meta.get_progress_token(),
         );
-        let ctl = Control {
-            cancel: context.ct.clone(),
-            observer: &observer,
-        };
+        let ctl = self.control(&context.ct, &observer);
         let Some(result) = self.toolbox.call(name, &args, &ctl).await else {
             return Err(McpError::invalid_params(
                 format!("Unknown tool: {name}"),
@@ -277,7 +316,7 @@ impl ServerHandler for DsqlServer {
             Err(ToolError(message)) => {
                 // The message names the problem, never the SQL text or a credential.
                 tracing::info!(tool = name, elapsed_ms, "tool call failed");
-                let text = format!("Error executing tool {name}: {message}");
+                let text = capped(&format!("Error executing tool {name}: {message}"));
                 self.notify(
                     &context.peer,
                     LoggingLevel::Error,
@@ -296,9 +335,9 @@ impl ServerHandler for DsqlServer {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
+        let _in_flight = self.calls.tracker.token();
         let executor = self.toolbox.executor.as_deref();
-        let mut ctl = Control::none();
-        ctl.cancel = context.ct.clone();
+        let ctl = self.control(&context.ct, &crate::executor::Silent);
         Ok(ListResourcesResult::with_all_items(
             resources::list(executor, &ctl).await,
         ))
@@ -320,16 +359,19 @@ impl ServerHandler for DsqlServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
+        let _in_flight = self.calls.tracker.token();
         let executor = self.toolbox.executor.as_deref();
-        let mut ctl = Control::none();
-        ctl.cancel = context.ct.clone();
+        let ctl = self.control(&context.ct, &crate::executor::Silent);
         match resources::read(executor, &request.uri, &ctl).await {
             Ok(result) => Ok(result.into()),
             Err(resources::ResourceError::NotFound(m)) => Err(McpError::resource_not_found(
-                m,
-                Some(json!({"uri": request.uri})),
+                capped(&m),
+                // A prefix only: the URI is the caller's input and may be huge.
+                Some(json!({"uri": crate::tools::names::preview(&request.uri)})),
             )),
-            Err(resources::ResourceError::Failed(m)) => Err(McpError::internal_error(m, None)),
+            Err(resources::ResourceError::Failed(m)) => {
+                Err(McpError::internal_error(capped(&m), None))
+            }
         }
     }
 
@@ -348,7 +390,7 @@ impl ServerHandler for DsqlServer {
     ) -> Result<GetPromptResponse, McpError> {
         prompts::get(&request.name, request.arguments.as_ref())
             .map(Into::into)
-            .map_err(|e| McpError::invalid_params(e.0, None))
+            .map_err(|e| McpError::invalid_params(capped(&e.0), None))
     }
 
     async fn set_level(

@@ -34,7 +34,7 @@ fn line<'a>(stdout: &'a str, prefix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{stdout}"))
 }
 
-const STEPS: [&str; 9] = [
+const STEPS: [&str; 11] = [
     "endpoint",
     "credentials",
     "token",
@@ -44,6 +44,8 @@ const STEPS: [&str; 9] = [
     "server version",
     "tables",
     "select 1",
+    "role",
+    "schemas",
 ];
 
 #[test]
@@ -54,15 +56,164 @@ fn check_local_passes() {
     for step in STEPS {
         line(&stdout, &format!("OK    {step}: "));
     }
-    assert!(line(&stdout, "OK    endpoint: ").contains("user admin, token action DbConnectAdmin"));
-    assert!(line(&stdout, "OK    credentials: ").contains("provider Environment"));
+    assert!(
+        line(&stdout, "OK    endpoint: ")
+            .ends_with("user admin, password: the sandbox's per-run secret")
+    );
+    assert_eq!(
+        line(&stdout, "OK    credentials: "),
+        "OK    credentials: none needed: the sandbox authenticates this server with its own password"
+    );
+    assert_eq!(
+        line(&stdout, "OK    token: "),
+        "OK    token: the sandbox's password (SCRAM-SHA-256, random per run, never printed) in place of an IAM token"
+    );
+    assert!(
+        line(&stdout, "OK    connect: ")
+            .starts_with("OK    connect: authenticated as admin with the sandbox's password in ")
+    );
     let tls = line(&stdout, "OK    tls: ");
     assert!(tls.contains("subject \"CN=localhost\""), "{tls}");
     assert!(tls.contains("local sandbox CA"), "{tls}");
     assert!(tls.contains("verified"), "{tls}");
-    assert!(stdout.trim_end().ends_with("all checks passed"), "{stdout}");
+    // A fresh sandbox: admin can create roles and objects in public, so a read-only
+    // server connected as admin gets a warning (not a failure).
+    assert_eq!(
+        privilege_lines(&stdout),
+        [
+            "OK    role: admin: superuser no, create roles yes, create databases no",
+            "OK    schemas: can create objects in: public; can write tables in: none",
+            READ_ONLY_WARNING_ADMIN,
+        ]
+    );
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("all checks passed, 1 warning(s)"),
+        "{stdout}"
+    );
     assert!(!stdout.contains(common::FAKE_SECRET_ACCESS_KEY));
     assert!(!stdout.contains(common::FAKE_ACCESS_KEY_ID));
+}
+
+const READ_ONLY_WARNING_ADMIN: &str = "WARN  read-only: the server is read-only (no --allow-writes) but role admin \
+     can create roles, can create objects in public: if a write got past the SQL guard, the database would not \
+     stop it | fix: connect as a role that can only read: CREATE ROLE reader WITH LOGIN, GRANT USAGE ON SCHEMA \
+     and SELECT ON ALL TABLES IN SCHEMA to it, map it with AWS IAM GRANT, and pass --database_user reader \
+     (README, \"Least privilege\")";
+
+/// The lines of the privilege steps, in order.
+fn privilege_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| {
+            ["role: ", "schemas: ", "read-only: "]
+                .iter()
+                .any(|s| l[6..].starts_with(s))
+        })
+        .collect()
+}
+
+#[test]
+fn check_local_as_reader_reports_a_read_only_role() {
+    let (code, stdout, stderr) =
+        check(&["--local".into(), "--database_user".into(), "reader".into()]);
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(line(&stdout, "OK    endpoint: ").contains("user reader, password"));
+    assert_eq!(
+        privilege_lines(&stdout),
+        [
+            "OK    role: reader: superuser no, create roles no, create databases no",
+            "OK    schemas: can create objects in: none; can write tables in: none",
+            "OK    read-only: reader can only read: the database refuses writes too",
+        ]
+    );
+    assert!(!stdout.contains("WARN"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("all checks passed"), "{stdout}");
+}
+
+#[test]
+fn check_local_with_writes_allowed_does_not_warn() {
+    let (code, stdout, _) = check(&["--local".into(), "--allow-writes".into()]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        privilege_lines(&stdout),
+        [
+            "OK    role: admin: superuser no, create roles yes, create databases no",
+            "OK    schemas: can create objects in: public; can write tables in: none",
+        ]
+    );
+    assert!(stdout.trim_end().ends_with("all checks passed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn check_reports_what_the_role_may_do_on_the_stand_in() {
+    // A private stand-in, so that no other test's tables change the lists.
+    let pg = common::start();
+    let admin = pg.connect_as("admin").await;
+    admin
+        .batch_execute(
+            "CREATE SCHEMA shop; CREATE TABLE shop.orders (id int PRIMARY KEY); \
+             CREATE TABLE public.notes (id int PRIMARY KEY); \
+             CREATE ROLE viewer LOGIN; GRANT USAGE ON SCHEMA shop TO viewer; \
+             GRANT SELECT ON shop.orders TO viewer; GRANT UPDATE ON public.notes TO viewer",
+        )
+        .await
+        .unwrap();
+    let run = |user: &str| {
+        let mut args = common::cluster_args(&pg, &[]);
+        let at = args.iter().position(|a| a == "--database_user").unwrap();
+        args[at + 1] = user.to_owned();
+        check(&args)
+    };
+
+    let (code, stdout, _) = run("admin");
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        privilege_lines(&stdout),
+        [
+            "OK    role: admin: superuser no, create roles yes, create databases no",
+            "OK    schemas: can create objects in: public, shop; can write tables in: public, shop",
+            "WARN  read-only: the server is read-only (no --allow-writes) but role admin can create roles, \
+             can create objects in public, shop, can write tables in public, shop: if a write got past the SQL \
+             guard, the database would not stop it | fix: connect as a role that can only read: CREATE ROLE \
+             reader WITH LOGIN, GRANT USAGE ON SCHEMA and SELECT ON ALL TABLES IN SCHEMA to it, map it with AWS \
+             IAM GRANT, and pass --database_user reader (README, \"Least privilege\")",
+        ]
+    );
+
+    // The stand-in trusts any password, so even the superuser can be checked: reported.
+    let (code, stdout, _) = run("postgres");
+    assert_eq!(code, 0, "{stdout}");
+    let lines = privilege_lines(&stdout);
+    assert_eq!(
+        lines[0],
+        "OK    role: postgres: superuser yes, create roles yes, create databases yes"
+    );
+    assert!(
+        lines[2].starts_with(
+            "WARN  read-only: the server is read-only (no --allow-writes) but role postgres is a superuser, \
+             can create roles, can create databases, can create objects in "
+        ),
+        "{}",
+        lines[2]
+    );
+
+    // UPDATE on one table is a write: warned, naming only that schema.
+    let (code, stdout, _) = run("viewer");
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        privilege_lines(&stdout),
+        [
+            "OK    role: viewer: superuser no, create roles no, create databases no",
+            "OK    schemas: can create objects in: none; can write tables in: public",
+            "WARN  read-only: the server is read-only (no --allow-writes) but role viewer can write tables in \
+             public: if a write got past the SQL guard, the database would not stop it | fix: connect as a role \
+             that can only read: CREATE ROLE reader WITH LOGIN, GRANT USAGE ON SCHEMA and SELECT ON ALL TABLES \
+             IN SCHEMA to it, map it with AWS IAM GRANT, and pass --database_user reader (README, \"Least \
+             privilege\")",
+        ]
+    );
 }
 
 #[test]

@@ -443,18 +443,24 @@ async fn get_schema_is_case_insensitive_and_schema_qualified() {
             json!({"table_name": format!("{}.Associate", schema.to_uppercase())}),
         )
         .await;
+    // The reference's {column_name, data_type}, plus the table each column belongs to.
     assert_eq!(
         structured(&r),
         json!({"result": [
-            {"column_name": "id", "data_type": "uuid"},
-            {"column_name": "full_name", "data_type": "character varying"},
-            {"column_name": "joined", "data_type": "timestamp with time zone"}
+            {"column_name": "id", "data_type": "uuid", "table_schema": schema, "table_name": "associate"},
+            {"column_name": "full_name", "data_type": "character varying", "table_schema": schema, "table_name": "associate"},
+            {"column_name": "joined", "data_type": "timestamp with time zone", "table_schema": schema, "table_name": "associate"}
         ]})
     );
+    // The reference answers [] for a missing table; this server says it is missing.
     let r = s
         .call("get_schema", json!({"table_name": "no_such_table_xyz"}))
         .await;
-    assert_eq!(structured(&r), json!({"result": []}));
+    assert_eq!(r.is_error, Some(true));
+    assert_eq!(
+        text(&r),
+        "Error executing tool get_schema: no table matching \"no_such_table_xyz\" was found in any schema (or this role may not read its columns). get_schema matches bare names case-insensitively; quote a name to match it exactly (public.\"Order.Items\"), and use list_tables to see a schema's tables."
+    );
 }
 
 #[tokio::test]

@@ -792,15 +792,16 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
         .await;
     assert_eq!(structured(&r), json!({ "result": ten }));
 
-    // Bytes: each row {"i":N,"s":"x...x"} is 54 bytes as JSON for one-digit N.
-    let s = McpSession::for_cluster(pg, &["--max-result-bytes", "200"]).await;
+    // Bytes: each row {"i":N,"s":"x...x"} is 54 bytes as JSON for one-digit N, and 168
+    // bytes of response (its JSON in structuredContent, its pretty text in the content).
+    let s = McpSession::for_cluster(pg, &["--max-result-bytes", "600"]).await;
     let r = s
         .call(
             "readonly_query",
             json!({"sql": "SELECT i, repeat('x', 40) AS s FROM generate_series(1, 100) i"}),
         )
         .await;
-    let note = "Result truncated: 3 rows returned because the result is larger than 200 bytes (--max-result-bytes). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.";
+    let note = "Result truncated: 3 rows returned because the result is larger than 600 bytes (--max-result-bytes). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.";
     let x40 = "x".repeat(40);
     assert_eq!(
         structured(&r),
@@ -831,7 +832,7 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
         .await;
     assert_eq!(
         structured(&r),
-        json!({"result": [], "truncated": true, "note": "Result truncated: 0 rows returned because the result is larger than 200 bytes (--max-result-bytes) and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."})
+        json!({"result": [], "truncated": true, "note": "Result truncated: 0 rows returned because the result is larger than 600 bytes (--max-result-bytes) and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."})
     );
 }
 

@@ -302,3 +302,331 @@ async fn local_dir_keeps_data_between_runs() {
     assert!(second.close().await.success());
     assert!(kept.exists());
 }
+
+/// The sandbox's port, from the server's start-up log line.
+fn sandbox_port(session: &McpSession) -> u16 {
+    let stderr = session.stderr();
+    stderr
+        .lines()
+        .find(|l| l.contains("local sandbox started"))
+        .and_then(|l| l.split("port=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in the start-up line:\n{stderr}"))
+}
+
+/// A TLS connection attempt to the sandbox as `user` (verified against its CA), with
+/// `password` if any. `Ok` carries `current_user` of the session.
+async fn try_login(
+    folder: &std::path::Path,
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+) -> Result<String, String> {
+    let pem = std::fs::read(folder.join("ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    use rustls::pki_types::pem::PemObject;
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("localhost")
+        .hostaddr(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+        .port(port)
+        .user(user)
+        .dbname("postgres")
+        .ssl_mode(tokio_postgres::config::SslMode::Require)
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = password {
+        config.password(p);
+    }
+    let (client, conn) = config
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+        .await
+        .map_err(|e| match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => match std::error::Error::source(&e) {
+                Some(source) => format!("{e}: {source}"),
+                None => e.to_string(),
+            },
+        })?;
+    tokio::spawn(conn);
+    let row = client
+        .query_one("SELECT current_user::text", &[])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}
+
+/// The same over plain TCP (no TLS).
+async fn try_plain_login(port: u16, user: &str) -> Result<(), String> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user(user)
+        .dbname("postgres")
+        .password("guess")
+        .connect_timeout(Duration::from_secs(10));
+    config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map(drop)
+        .map_err(|e| match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        })
+}
+
+#[tokio::test]
+async fn only_the_server_can_log_in_to_the_sandbox() {
+    // Debug logging: every connection the server opens is logged, and still no secret.
+    let s = McpSession::start(
+        &args(&[]),
+        &[("RUST_LOG", "debug,aurora_dsql_mcp_server=trace")],
+    )
+    .await;
+    let folder = sandbox_folder(&s);
+    let port = sandbox_port(&s);
+
+    // The server's own connections log in (as admin) and work.
+    execute(&s, "CREATE TABLE secrets (id int PRIMARY KEY)").await;
+    execute(&s, "INSERT INTO secrets VALUES (1)").await;
+    let who = query(
+        &s,
+        "SELECT current_user AS who, count(*) AS n FROM secrets",
+        json!([]),
+    )
+    .await;
+    assert_eq!(who, vec![json!({"who": "admin", "n": 1})]);
+
+    // Every role, with a wrong password and with none, over TLS: refused by the server.
+    let host_line = |user: &str| {
+        format!(
+            "28000: pg_hba.conf rejects connection for host \"127.0.0.1\", user \"{user}\", database \"postgres\", SSL encryption"
+        )
+    };
+    let wrong = |user: &str| format!("28P01: password authentication failed for user \"{user}\"");
+    for (user, with_wrong, without) in [
+        ("postgres", host_line("postgres"), host_line("postgres")),
+        (
+            "made_up_role",
+            host_line("made_up_role"),
+            host_line("made_up_role"),
+        ),
+        // The server asks these for a password; without one the client cannot answer.
+        (
+            "admin",
+            wrong("admin"),
+            "invalid configuration: password missing".to_owned(),
+        ),
+        (
+            "reader",
+            wrong("reader"),
+            "invalid configuration: password missing".to_owned(),
+        ),
+    ] {
+        let guessed = "0".repeat(64);
+        assert_eq!(
+            try_login(&folder, port, user, Some(&guessed)).await,
+            Err(with_wrong.clone()),
+            "{user} with a wrong password"
+        );
+        assert_eq!(
+            try_login(&folder, port, user, Some("")).await,
+            Err(with_wrong),
+            "{user} with an empty password"
+        );
+        assert_eq!(
+            try_login(&folder, port, user, None).await,
+            Err(without),
+            "{user} without a password"
+        );
+        // Plain TCP is rejected for everyone before any password is asked for.
+        assert_eq!(
+            try_plain_login(port, user).await,
+            Err(format!(
+                "28000: pg_hba.conf rejects connection for host \"127.0.0.1\", user \"{user}\", database \"postgres\", no encryption"
+            )),
+            "{user} without TLS"
+        );
+    }
+
+    // The superuser's only way in is the socket folder, which only its owner may enter.
+    use std::os::unix::fs::MetadataExt;
+    let socket = std::fs::metadata(folder.join("socket")).unwrap();
+    assert_eq!(socket.mode() & 0o777, 0o700, "socket folder mode");
+    // The database holds a SCRAM verifier, not the password (read as the superuser through
+    // that folder: the test runs as the same OS user as the server, or as root).
+    let mut su = tokio_postgres::Config::new();
+    su.host_path(folder.join("socket"))
+        .port(port)
+        .user("postgres")
+        .dbname("postgres");
+    let (client, conn) = su.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT rolname::text, rolpassword FROM pg_catalog.pg_authid \
+             WHERE rolpassword IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let stored: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        stored.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        ["admin", "reader"]
+    );
+    for (role, verifier) in &stored {
+        assert!(
+            verifier.starts_with("SCRAM-SHA-256$4096:"),
+            "{role}: {verifier}"
+        );
+    }
+
+    // After all those refusals the server still works, on as many connections as it needs.
+    let (a, b) = tokio::join!(
+        s.call(
+            "transact",
+            json!({ "sql_list": ["INSERT INTO secrets VALUES (2)"] })
+        ),
+        s.call(
+            "transact",
+            json!({ "sql_list": ["INSERT INTO secrets VALUES (3)"] })
+        ),
+    );
+    assert_ne!(a.is_error, Some(true), "{}", text(&a));
+    assert_ne!(b.is_error, Some(true), "{}", text(&b));
+    let n = query(&s, "SELECT count(*) AS n FROM secrets", json!([])).await;
+    assert_eq!(n[0]["n"], 3);
+
+    // No secret on stderr, at debug level: no run of 32 or more hex digits at all (the
+    // password is 64), and neither fake AWS key.
+    let stderr = s.stderr();
+    assert!(stderr.contains("opened a connection"), "{stderr}");
+    let longest_hex = stderr
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    assert!(longest_hex < 32, "a long hex string on stderr:\n{stderr}");
+    assert!(!stderr.contains(common::FAKE_SECRET_ACCESS_KEY));
+    assert!(s.close().await.success());
+}
+
+#[tokio::test]
+async fn the_reader_role_cannot_write_even_when_the_server_allows_writes() {
+    let dir = tempfile::Builder::new()
+        .prefix("dsql-sandbox-reader-")
+        .tempdir()
+        .unwrap();
+    let kept = dir.path().join("sandbox");
+    let kept_arg = kept.display().to_string();
+
+    // admin makes a schema and two tables: reader gets SELECT on them by default privileges.
+    let admin = McpSession::start(&args(&["--local-dir", &kept_arg]), &[]).await;
+    execute(&admin, "CREATE TABLE notes (id int PRIMARY KEY, body text)").await;
+    execute(&admin, "INSERT INTO notes VALUES (1, 'one')").await;
+    execute(&admin, "CREATE SCHEMA app").await;
+    execute(&admin, "CREATE TABLE app.events (id int PRIMARY KEY)").await;
+    execute(&admin, "INSERT INTO app.events VALUES (7)").await;
+    assert!(admin.close().await.success());
+
+    let reader = McpSession::start(
+        &args(&["--local-dir", &kept_arg, "--database_user", "reader"]),
+        &[],
+    )
+    .await;
+    let rows = query(
+        &reader,
+        "SELECT current_user AS who, (SELECT body FROM notes WHERE id = 1) AS body, \
+         (SELECT id FROM app.events) AS event",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![json!({"who": "reader", "body": "one", "event": 7})]
+    );
+    // --allow-writes lets the statements past the guard; the database refuses them.
+    let insert = execute_err(&reader, "INSERT INTO notes VALUES (2, 'two')").await;
+    assert!(
+        insert.contains("permission denied for table notes") && insert.contains("42501"),
+        "{insert}"
+    );
+    let update = execute_err(&reader, "UPDATE app.events SET id = 8").await;
+    assert!(
+        update.contains("permission denied for table events"),
+        "{update}"
+    );
+    let create = execute_err(&reader, "CREATE TABLE mine (id int PRIMARY KEY)").await;
+    assert!(
+        create.contains("permission denied for schema public"),
+        "{create}"
+    );
+    let role = execute_err(&reader, "CREATE ROLE other").await;
+    assert!(role.contains("permission denied to create role"), "{role}");
+    let rows = query(
+        &reader,
+        "SELECT (SELECT string_agg(id || ':' || body, ',' ORDER BY id) FROM notes) AS notes, \
+         (SELECT string_agg(id::text, ',') FROM app.events) AS events, \
+         (SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'mine') AS mine",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        vec![json!({"notes": "1:one", "events": "7", "mine": 0})],
+        "nothing changed"
+    );
+    // Nor can reader write through the emulation's definer-rights function (checked in
+    // the database itself, as the superuser through the private socket with SET ROLE).
+    let mut su = tokio_postgres::Config::new();
+    su.host_path(kept.join("socket"))
+        .port(sandbox_port(&reader))
+        .user("postgres")
+        .dbname("postgres");
+    let (client, conn) = su.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("SET ROLE reader").await.unwrap();
+    let e = client
+        .batch_execute(
+            "SELECT sys.record_job('INDEX_BUILD', 'completed', NULL, NULL, NULL, 'x', now())",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().map(|d| d.message()),
+        Some("permission denied for function record_job")
+    );
+    drop(client);
+    assert!(reader.close().await.success());
+}
+
+#[tokio::test]
+async fn only_the_sandbox_roles_can_be_chosen() {
+    let (home, env) = common::mcp::server_env(&[]);
+    let out = std::process::Command::new(common::mcp::server_binary())
+        .args(["--local", "--database_user", "postgres"])
+        .env_clear()
+        .envs(env)
+        .current_dir(home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "aurora-dsql-mcp-server: --local: --database_user postgres: the sandbox's roles are admin and reader (admin can write, reader only read)\n"
+    );
+    assert!(out.stdout.is_empty());
+}

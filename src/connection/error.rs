@@ -50,9 +50,9 @@ impl From<&tokio_postgres::Error> for DbError {
             return DbError {
                 code: Some(code),
                 severity: Some(db.severity().to_owned()),
-                message: db.message().to_owned(),
-                detail: db.detail().map(str::to_owned),
-                hint: db.hint().map(str::to_owned),
+                message: capped_at(db.message(), MAX_FIELD_BYTES),
+                detail: db.detail().map(|d| capped_at(d, MAX_FIELD_BYTES)),
+                hint: db.hint().map(|h| capped_at(h, MAX_FIELD_BYTES)),
                 position: match db.position() {
                     Some(tokio_postgres::error::ErrorPosition::Original(p)) => Some(*p),
                     _ => None,
@@ -60,15 +60,65 @@ impl From<&tokio_postgres::Error> for DbError {
                 broken,
             };
         }
+        // An I/O error means the socket failed, except for a message tokio-postgres refuses
+        // to encode, before anything is sent: "value too large to transmit" (over 65535
+        // parameters, or a value over the protocol's 32-bit lengths; tokio-postgres labels
+        // it an encoding or, for a Parse message, a "parsing" error). The connection is
+        // fine then, and re-running the unit would fail the same way. (tokio-postgres'
+        // error kind is private; its text is not.)
+        let mut encode = e.to_string() == "error encoding message to server";
+        let mut too_large = false;
         let mut io = false;
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
-            io |= s.is::<std::io::Error>();
+            if let Some(io_error) = s.downcast_ref::<std::io::Error>() {
+                io = true;
+                too_large |= io_error.kind() == std::io::ErrorKind::InvalidInput
+                    && io_error.to_string() == "value too large to transmit";
+            }
             source = s.source();
         }
-        let message = error_chain(e);
+        encode |= too_large;
+        let message = if too_large {
+            "the statement was not sent (value too large to transmit), nothing ran: the PostgreSQL protocol carries at most 65535 parameters per statement and values under 1 GB; split the work into smaller statements".to_owned()
+        } else {
+            capped_at(&error_chain(e), MAX_FIELD_BYTES)
+        };
+        let io = io && !encode;
         DbError::other(message, e.is_closed() || io)
     }
+}
+
+/// The longest error text passed on to an agent (a tool result, a log notification), in
+/// bytes: a server message can carry a whole value (`invalid input syntax for type integer:
+/// "xxx…"` with a 50 MB value), which must not become a 50 MB response or log line.
+pub const MAX_ERROR_BYTES: usize = 16 << 10;
+
+/// The longest message, detail or hint kept from a server error: half of
+/// `MAX_ERROR_BYTES`, so that one cut field and the text around it fit in one error text
+/// without being cut twice.
+pub const MAX_FIELD_BYTES: usize = MAX_ERROR_BYTES / 2;
+
+/// `text`, or its first `MAX_ERROR_BYTES` and a note saying so (see [`capped_at`]).
+pub fn capped(text: &str) -> String {
+    capped_at(text, MAX_ERROR_BYTES)
+}
+
+/// `text`, or its first `max` bytes (cut at a character boundary) and a note saying that
+/// it was cut and how long it was.
+pub fn capped_at(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}… [cut: the first {cut} of {} bytes of this text]",
+        &text[..cut],
+        text.len()
+    )
 }
 
 /// An error and its sources on one line, skipping a source whose text the line already
@@ -114,3 +164,25 @@ impl fmt::Display for DbError {
 }
 
 impl std::error::Error for DbError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capped_cuts_at_a_char_boundary_and_says_so() {
+        assert_eq!(capped("short"), "short");
+        let exact = "a".repeat(MAX_ERROR_BYTES);
+        assert_eq!(capped(&exact), exact);
+        // 'é' is two bytes: a cut at 16384 would split the one that starts at 16383.
+        let text = format!("{}é{}", "a".repeat(MAX_ERROR_BYTES - 1), "b".repeat(100));
+        assert_eq!(
+            capped(&text),
+            format!(
+                "{}… [cut: the first 16383 of {} bytes of this text]",
+                "a".repeat(MAX_ERROR_BYTES - 1),
+                text.len()
+            )
+        );
+    }
+}

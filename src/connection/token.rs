@@ -6,6 +6,10 @@
 //! a connection is set up; an established connection outlives it.
 //!
 //! Tokens are secrets: they never appear in a log line, an error message or a `Debug`.
+//!
+//! The `--local` sandbox has no IAM: its minter ([`TokenMinter::with_password`]) hands out
+//! the sandbox's per-run password instead, through the same path, so the pool and `check`
+//! need not know which kind of secret they send.
 
 use std::fmt;
 use std::time::Duration;
@@ -44,6 +48,11 @@ impl Action {
 pub struct Token(String);
 
 impl Token {
+    /// A password used in place of a token (the sandbox's per-run secret).
+    pub fn from_password(password: String) -> Token {
+        Token(password)
+    }
+
     /// The secret itself, only to hand to the PostgreSQL connection as its password.
     pub fn expose(&self) -> &str {
         &self.0
@@ -64,7 +73,8 @@ pub struct TokenError {
     pub message: String,
 }
 
-/// Mints tokens for one endpoint, user and region with the standard credential chain.
+/// Mints tokens for one endpoint, user and region with the standard credential chain
+/// (or, for the sandbox, hands out its fixed password).
 pub struct TokenMinter {
     endpoint: String,
     region: String,
@@ -72,6 +82,8 @@ pub struct TokenMinter {
     action: Action,
     /// Loaded on first use: start-up stays instant and reads no AWS files.
     sdk: OnceCell<SdkConfig>,
+    /// `Some`: no IAM; every connection sends this password.
+    password: Option<Token>,
 }
 
 impl TokenMinter {
@@ -82,6 +94,29 @@ impl TokenMinter {
             profile: db.profile.clone(),
             action: Action::for_user(&db.user),
             sdk: OnceCell::new(),
+            password: None,
+        }
+    }
+
+    /// A "minter" that sends `password` instead of an IAM token and needs no AWS
+    /// credentials: the `--local` sandbox's per-run secret.
+    pub fn with_password(db: &Database, password: Token) -> TokenMinter {
+        TokenMinter {
+            password: Some(password),
+            ..TokenMinter::new(db)
+        }
+    }
+
+    /// Whether this minter sends a fixed password instead of IAM tokens.
+    pub fn uses_password(&self) -> bool {
+        self.password.is_some()
+    }
+
+    /// Does ahead of time what the first `mint` would pay for (loading the SDK
+    /// configuration); nothing for a password.
+    pub async fn warm(&self) {
+        if self.password.is_none() {
+            self.sdk_config().await;
         }
     }
 
@@ -115,8 +150,12 @@ impl TokenMinter {
             .await
     }
 
-    /// Signs a new token. Fails when no credentials can be found.
+    /// Signs a new token (or hands out the sandbox's password). Fails when no credentials
+    /// can be found.
     pub async fn mint(&self) -> Result<Token, TokenError> {
+        if let Some(password) = &self.password {
+            return Ok(password.clone());
+        }
         let err = |message: String| TokenError {
             action: self.action,
             message,

@@ -17,6 +17,9 @@ pub const MIGRATION_REVIEW: &str = "migration-review";
 /// The steering guide with the power's step-by-step onboarding, attached when bundled.
 const ONBOARDING_GUIDE: &str = "onboarding";
 
+/// The largest `sql` argument `migration-review` takes, in bytes (about 25,000 tokens).
+pub const MAX_PROMPT_SQL_BYTES: usize = 100_000;
+
 /// Why a prompt cannot be produced (MCP's invalid-params).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PromptError(pub String);
@@ -83,6 +86,15 @@ pub fn get(
                             .into(),
                     )
                 })?;
+            if sql.len() > MAX_PROMPT_SQL_BYTES {
+                // The prompt quotes the SQL and the linter's findings (which quote it again):
+                // unbounded, one call could cost gigabytes and never fit an agent's context.
+                return Err(PromptError(format!(
+                    "migration-review: the argument `sql` is {} bytes; the limit is {MAX_PROMPT_SQL_BYTES}. \
+                     Review a large migration in parts, or lint it whole with the dsql_lint tool.",
+                    sql.len()
+                )));
+            }
             Ok(GetPromptResult::new(vec![PromptMessage::new_text(
                 Role::User,
                 migration_review_text(sql),
@@ -90,7 +102,8 @@ pub fn get(
             .with_description("Review a migration for Aurora DSQL"))
         }
         other => Err(PromptError(format!(
-            "unknown prompt \"{other}\" (prompts: {ONBOARDING}, {MIGRATION_REVIEW})"
+            "unknown prompt \"{}\" (prompts: {ONBOARDING}, {MIGRATION_REVIEW})",
+            crate::tools::names::preview(other)
         ))),
     }
 }

@@ -13,7 +13,12 @@ use serde_json::Value;
 
 use super::guides;
 use crate::executor::{Control, Executor, Mode, Statement, Work};
+use crate::tools::names::{Name, preview};
 use crate::tools::power;
+
+/// The longest resource URI read: a table URI of two 63-byte names, each byte
+/// percent-encoded, fits with room to spare.
+pub const MAX_URI_BYTES: usize = 1024;
 
 pub const TABLE_URI_PREFIX: &str = "dsql://tables/";
 const MARKDOWN: &str = "text/markdown";
@@ -92,10 +97,18 @@ pub async fn read(
     uri: &str,
     ctl: &Control<'_>,
 ) -> Result<ReadResourceResult, ResourceError> {
+    if uri.len() > MAX_URI_BYTES || uri.contains('\0') {
+        return Err(ResourceError::NotFound(format!(
+            "no such resource: {} ({} bytes; resource URIs of this server are at most {MAX_URI_BYTES} bytes, without NUL)",
+            preview(&uri.replace('\0', "\\0")),
+            uri.len()
+        )));
+    }
     if let Some(name) = guides::name_of_uri(uri) {
         let guide = guides::get(name).ok_or_else(|| {
             ResourceError::NotFound(format!(
-                "no bundled guide named \"{name}\" (bundled guides: {})",
+                "no bundled guide named \"{}\" (bundled guides: {})",
+                preview(name),
                 guides::names()
             ))
         })?;
@@ -103,18 +116,25 @@ pub async fn read(
         return Ok(ReadResourceResult::new(vec![contents]));
     }
     if let Some(rest) = uri.strip_prefix(TABLE_URI_PREFIX) {
+        // Split before decoding: a `/` inside a name travels as %2F (`table_uri`).
         let (schema, table) = rest
             .split_once('/')
+            .filter(|(_, t)| !t.contains('/'))
             .and_then(|(s, t)| Some((decode(s)?, decode(t)?)))
-            .filter(|(s, t)| !s.is_empty() && !t.is_empty() && !t.contains('/'))
+            .filter(|(s, t)| !s.is_empty() && !t.is_empty())
             .ok_or_else(|| {
                 ResourceError::NotFound(format!(
-                    "{uri} is not a table URI ({TABLE_URI_PREFIX}<schema>/<table>)"
+                    "{} is not a table URI ({TABLE_URI_PREFIX}<schema>/<table>)",
+                    preview(uri)
                 ))
             })?;
         let executor = executor
             .ok_or_else(|| ResourceError::NotFound(crate::tools::NOT_CONFIGURED.to_owned()))?;
-        let description = power::describe(executor, &schema, &table, ctl)
+        // The URI carries names as stored in the catalog: matched exactly, never re-quoted.
+        let (schema_name, table_name) = Name::stored(&schema)
+            .and_then(|s| Ok((s, Name::stored(&table)?)))
+            .map_err(|e| ResourceError::NotFound(format!("{}: {e}", preview(uri))))?;
+        let description = power::describe(executor, &schema_name, &table_name, ctl)
             .await
             .map_err(|e| ResourceError::Failed(e.0))?
             .ok_or_else(|| {
@@ -127,7 +147,8 @@ pub async fn read(
         return Ok(ReadResourceResult::new(vec![contents]));
     }
     Err(ResourceError::NotFound(format!(
-        "unknown resource {uri} (this server serves {}<name> and {TABLE_URI_PREFIX}<schema>/<table>)",
+        "unknown resource {} (this server serves {}<name> and {TABLE_URI_PREFIX}<schema>/<table>)",
+        preview(uri),
         guides::URI_PREFIX
     )))
 }
@@ -140,10 +161,9 @@ async fn bounded_tables(
     ctl: &Control<'_>,
 ) -> Result<Vec<(String, String)>, String> {
     let cancel = ctl.cancel.child_token();
-    let inner = Control {
-        cancel: cancel.clone(),
-        observer: ctl.observer,
-    };
+    let mut inner = Control::new(cancel.clone(), ctl.observer);
+    inner.shutdown = ctl.shutdown.clone();
+    inner.held = ctl.held.clone();
     let listing = tables(executor, &inner);
     tokio::pin!(listing);
     tokio::select! {

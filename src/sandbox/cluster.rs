@@ -5,8 +5,11 @@
 //!
 //! - finding the server binaries (`pg_config --bindir`, `PATH`, `/usr/lib/postgresql/*/bin`
 //!   newest first, Homebrew's folders), with an error naming the package when none is found;
-//! - a fresh CA and server certificate per start (rcgen; SANs `localhost` and `127.0.0.1`),
-//!   `pg_hba.conf` that trusts TLS connections on loopback and rejects everything else;
+//! - a fresh CA and server certificate per start (rcgen; SANs `localhost` and `127.0.0.1`);
+//! - `pg_hba.conf`, rewritten at every start from [`Auth`]: the `--local` sandbox's
+//!   [`Auth::Scram`] (SCRAM-SHA-256 over TLS for its login roles only, the superuser only
+//!   through a private Unix socket folder), or the test harness's [`Auth::TrustTls`] (any
+//!   password over TLS on loopback: a stand-in that accepts IAM tokens as passwords);
 //! - running as root: `initdb` and `postgres` refuse root, so they run as the `postgres` OS
 //!   user (`CommandExt::uid/gid`), and the folder is handed to that user;
 //! - lifetime: the postmaster is forked by one long-lived "keeper" thread and gets
@@ -63,6 +66,23 @@ pub struct ClusterOptions {
     pub extra_conf: String,
     /// A fixed loopback port (the benchmark needs 5432); a free one when `None`.
     pub port: Option<u16>,
+    /// Who may log in, and how.
+    pub auth: Auth,
+}
+
+/// How a [`LocalCluster`] authenticates connections (its `pg_hba.conf`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// `trust` for every role over TLS on loopback; plain TCP is rejected. Only for the
+    /// test harness's stand-in, which must accept whatever IAM token the server sends as
+    /// a password: any local process can log in as any role, the superuser included.
+    TrustTls,
+    /// Over TCP only TLS with SCRAM-SHA-256, and only for `roles` (whose passwords the
+    /// caller sets, e.g. with [`scram_password_sql`]); every other role is rejected, the
+    /// `postgres` superuser first. The superuser logs in only through the Unix socket in
+    /// a private folder (mode 0700, see [`LocalCluster::socket_dir`]), which other OS
+    /// users cannot enter.
+    Scram { roles: Vec<String> },
 }
 
 impl ClusterOptions {
@@ -74,6 +94,7 @@ impl ClusterOptions {
             ca_name: ca_name.to_owned(),
             extra_conf: String::new(),
             port: None,
+            auth: Auth::TrustTls,
         }
     }
 }
@@ -90,6 +111,12 @@ pub struct LocalCluster {
     child: Mutex<Option<Child>>,
     keep: bool,
     created: bool,
+    auth: Auth,
+    /// Folder of the Unix socket (`None`: TCP only, which [`Auth::TrustTls`] allows when
+    /// the cluster folder's path is too long for a socket address).
+    socket_dir: Option<PathBuf>,
+    /// A socket folder of its own outside `root` (a long `root` path), removed on drop.
+    own_socket_dir: bool,
 }
 
 impl LocalCluster {
@@ -135,6 +162,7 @@ impl LocalCluster {
             e
         };
         let prepared = prepare(&root, &bindir, owner, opts).map_err(cleanup)?;
+        let (socket_dir, own_socket_dir) = make_socket_dir(&root, owner, opts).map_err(cleanup)?;
         let cluster = LocalCluster {
             data_dir: root.join("data"),
             root: root.clone(),
@@ -149,6 +177,9 @@ impl LocalCluster {
             child: Mutex::new(None),
             keep,
             created: prepared.created,
+            auth: opts.auth.clone(),
+            socket_dir,
+            own_socket_dir,
         };
         // On failure `cluster` drops: it stops the server and removes a temporary folder.
         cluster.start_again()?;
@@ -220,8 +251,9 @@ impl LocalCluster {
         MakeRustlsConnect::new(self.tls_config())
     }
 
-    /// Connection settings for `user` on database `postgres`: host name `localhost`
-    /// (checked against the certificate), address 127.0.0.1; any password is accepted.
+    /// Connection settings for `user` on database `postgres` over TCP: host name
+    /// `localhost` (checked against the certificate), address 127.0.0.1, no password (which
+    /// [`Auth::TrustTls`] does not ask for; with [`Auth::Scram`], set the role's password).
     pub fn config(&self, user: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
@@ -234,10 +266,41 @@ impl LocalCluster {
         config
     }
 
+    /// Folder of the server's Unix socket, if it has one. With [`Auth::Scram`] it is
+    /// private (mode 0700) and the only way in for the `postgres` superuser.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        self.socket_dir.as_deref()
+    }
+
+    /// How the cluster authenticates connections.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// Connection settings for the `postgres` superuser: the private Unix socket with
+    /// [`Auth::Scram`] (TCP refuses the superuser there), else TCP as [`Self::config`].
+    pub fn superuser_config(&self) -> tokio_postgres::Config {
+        match (&self.auth, &self.socket_dir) {
+            (Auth::Scram { .. }, Some(dir)) => {
+                let mut config = tokio_postgres::Config::new();
+                config
+                    .host_path(dir)
+                    .port(self.port)
+                    .user("postgres")
+                    .dbname("postgres")
+                    // PostgreSQL has no TLS on Unix sockets; the folder's mode guards it.
+                    .ssl_mode(tokio_postgres::config::SslMode::Disable)
+                    .connect_timeout(Duration::from_secs(10));
+                config
+            }
+            _ => self.config("postgres"),
+        }
+    }
+
     /// Runs `sql` (simple protocol, several statements allowed) as the `postgres`
     /// superuser. Blocks; callable from inside or outside an async runtime.
     pub fn superuser_batch(&self, sql: &str) -> Result<(), ClusterError> {
-        let config = self.config("postgres");
+        let config = self.superuser_config();
         let tls = self.make_tls();
         let sql = sql.to_owned();
         block_on_own_thread(async move {
@@ -302,7 +365,13 @@ impl LocalCluster {
             .args(["-c", &format!("port={}", self.port)])
             .args([
                 "-c",
-                &format!("unix_socket_directories={}", socket_dir(&self.root)),
+                &format!(
+                    "unix_socket_directories={}",
+                    self.socket_dir
+                        .as_deref()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default()
+                ),
             ])
             .args(["-c", "ssl=on"])
             .args(["-c", &format!("ssl_cert_file={root}/server.crt")])
@@ -351,7 +420,7 @@ impl LocalCluster {
     }
 
     fn wait_ready(&self) -> Result<(), ClusterError> {
-        let config = self.config("postgres");
+        let config = self.superuser_config();
         let tls = self.make_tls();
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -401,6 +470,11 @@ impl Drop for LocalCluster {
         self.stop();
         if !self.keep {
             let _ = fs::remove_dir_all(&self.root);
+        }
+        if self.own_socket_dir
+            && let Some(dir) = &self.socket_dir
+        {
+            let _ = fs::remove_dir_all(dir);
         }
     }
 }
@@ -475,16 +549,14 @@ fn prepare(
         conf.push('\n');
         fs::write(&conf_path, conf)
             .map_err(|e| err(format!("cannot write {}: {e}", conf_path.display())))?;
-        fs::write(
-            data_dir.join("pg_hba.conf"),
-            "# written by aurora-dsql-mcp-server: TLS on loopback only\n\
-             hostssl   all all 127.0.0.1/32   trust\n\
-             hostssl   all all ::1/128        trust\n\
-             hostnossl all all 0.0.0.0/0      reject\n\
-             hostnossl all all ::/0           reject\n",
-        )
-        .map_err(|e| err(format!("cannot write pg_hba.conf: {e}")))?;
     }
+    // Every start, so a kept data directory gets the current rules too.
+    write_file(
+        &data_dir.join("pg_hba.conf"),
+        hba_conf(&opts.auth).as_bytes(),
+        0o600,
+        owner,
+    )?;
     let (ca_pem, cert_pem, key_pem) = make_certs(&opts.ca_name)?;
     write_file(&root.join("ca.pem"), ca_pem.as_bytes(), 0o644, None)?;
     write_file(&root.join("server.crt"), cert_pem.as_bytes(), 0o644, owner)?;
@@ -495,15 +567,107 @@ fn prepare(
     })
 }
 
-/// The Unix socket folder: the cluster folder when its path fits a socket address,
-/// else none (connections use TCP anyway).
-fn socket_dir(root: &Path) -> String {
-    let path = root.display().to_string();
-    if path.len() < 80 && !path.contains([',', ' ', '\'']) {
-        path
-    } else {
-        String::new()
+/// Whether `dir` can be a Unix socket folder: `<dir>/.s.PGSQL.<port>` must fit a socket
+/// address (108 bytes on Linux, 104 on macOS), and `unix_socket_directories` is a
+/// comma-separated list.
+fn socket_path_fits(dir: &Path) -> bool {
+    let path = dir.display().to_string();
+    path.len() < 80 && !path.contains([',', ' ', '\''])
+}
+
+/// The socket folder and whether it lies outside `root` (then removed on drop).
+///
+/// [`Auth::TrustTls`]: the cluster folder itself when its path fits, else none (TCP
+/// only). [`Auth::Scram`]: `<root>/socket`, or a temporary folder when that path is too
+/// long; either way mode 0700 and owned by the OS user PostgreSQL runs as, since a
+/// process that can enter it can log in as the superuser.
+fn make_socket_dir(
+    root: &Path,
+    owner: Option<(u32, u32)>,
+    opts: &ClusterOptions,
+) -> Result<(Option<PathBuf>, bool), ClusterError> {
+    if opts.auth == Auth::TrustTls {
+        return Ok((socket_path_fits(root).then(|| root.to_path_buf()), false));
     }
+    let inside = root.join("socket");
+    let (dir, own) = if socket_path_fits(&inside) {
+        match fs::create_dir(&inside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(err(format!("cannot create {}: {e}", inside.display()))),
+        }
+        (inside, false)
+    } else {
+        let dir = make_temp_dir(&opts.temp_prefix)?;
+        if !socket_path_fits(&dir) {
+            let _ = fs::remove_dir_all(&dir);
+            return Err(err(format!(
+                "no folder for the sandbox's Unix socket: {} and the temporary folder are too long \
+                 for a socket address; use a shorter --local-dir or TMPDIR",
+                inside.display()
+            )));
+        }
+        (dir, true)
+    };
+    let fail = |e: std::io::Error| err(format!("cannot make {} private: {e}", dir.display()));
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(fail)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(fail)?;
+    }
+    Ok((Some(dir), own))
+}
+
+/// `pg_hba.conf` for `auth`. The first matching line decides, so the refusals of the
+/// superuser come before anything that could accept it.
+fn hba_conf(auth: &Auth) -> String {
+    match auth {
+        Auth::TrustTls => {
+            "# written by aurora-dsql-mcp-server: TLS on loopback only, any password\n\
+             # (test stand-in: accepts the IAM token the server sends)\n\
+             hostssl   all all 127.0.0.1/32   trust\n\
+             hostssl   all all ::1/128        trust\n\
+             hostnossl all all 0.0.0.0/0      reject\n\
+             hostnossl all all ::/0           reject\n"
+                .to_owned()
+        }
+        Auth::Scram { roles } => {
+            for role in roles {
+                assert!(
+                    !role.is_empty()
+                        && role != "postgres"
+                        && role.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                    "sandbox login roles are plain lower-case names, never the superuser"
+                );
+            }
+            let roles = roles.join(",");
+            format!(
+                "# written by aurora-dsql-mcp-server at every start: only the sandbox's login roles,\n\
+                 # with the per-run password (SCRAM-SHA-256) over TLS; the superuser only through\n\
+                 # the private Unix socket folder.\n\
+                 host      all      postgres 0.0.0.0/0    reject\n\
+                 host      all      postgres ::/0         reject\n\
+                 hostssl   postgres {roles} 127.0.0.1/32 scram-sha-256\n\
+                 hostssl   postgres {roles} ::1/128      scram-sha-256\n\
+                 host      all      all      0.0.0.0/0    reject\n\
+                 host      all      all      ::/0         reject\n\
+                 local     all      postgres              trust\n\
+                 local     all      all                   reject\n"
+            )
+        }
+    }
+}
+
+/// `ALTER ROLE <role> PASSWORD '<SCRAM-SHA-256 verifier>'`: the verifier is computed
+/// here (salted, 4096 iterations, by `postgres-protocol`), so the password itself never
+/// reaches the server, its log or its catalog. `role` must be a plain identifier.
+pub fn scram_password_sql(role: &str, password: &str) -> String {
+    assert!(
+        role.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+        "a plain role name"
+    );
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    // The verifier is `SCRAM-SHA-256$<iterations>:<salt>$<stored>:<server>` in base64: no quotes.
+    format!("ALTER ROLE {role} PASSWORD '{verifier}'")
 }
 
 fn tail(log: &str, lines: usize) -> String {

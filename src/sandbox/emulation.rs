@@ -7,6 +7,11 @@
 //!
 //! - the `admin` role the server connects as (owner of database `postgres` and schema
 //!   `public`, not a superuser), as on a new DSQL cluster;
+//! - the read-only `reader` role (`--database_user reader`): USAGE on schemas and SELECT
+//!   on tables, including those `admin` creates later (default privileges); when it is
+//!   first created, also on the schemas and tables that exist already. Nobody but
+//!   `admin` may create objects in `public` (PostgreSQL 15's default, made explicit for
+//!   older versions);
 //! - `sys.jobs` with DSQL's columns, backed by `sys.job_log` (finished jobs are pruned
 //!   after 30 minutes, as DSQL keeps them "at least 30 minutes");
 //! - `sys.create_index_async(ddl)` and `sys.validate_constraint_async(ddl, table, name)`:
@@ -33,6 +38,27 @@ END
 $$;
 ALTER DATABASE postgres OWNER TO admin;
 GRANT ALL ON SCHEMA public TO admin;
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
+DO $$
+DECLARE
+  s text;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'reader') THEN
+    CREATE ROLE reader LOGIN;
+    -- A kept folder from before the role existed: what is there already.
+    FOR s IN SELECT nspname FROM pg_catalog.pg_namespace
+              WHERE nspname NOT LIKE 'pg\_%' AND nspname NOT IN ('information_schema', 'sys')
+    LOOP
+      EXECUTE format('GRANT USAGE ON SCHEMA %I TO reader', s);
+      EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO reader', s);
+    END LOOP;
+  END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO reader;
+ALTER DEFAULT PRIVILEGES FOR ROLE admin GRANT USAGE ON SCHEMAS TO reader;
+ALTER DEFAULT PRIVILEGES FOR ROLE admin GRANT SELECT ON TABLES TO reader;
 
 CREATE SCHEMA IF NOT EXISTS sys;
 GRANT USAGE ON SCHEMA sys TO PUBLIC;
@@ -95,6 +121,10 @@ BEGIN
   RETURN id;
 END
 $f$;
+-- Definer rights write sys.job_log: only for admin, the one login role that can build
+-- indexes, so that `reader` cannot write through it.
+REVOKE EXECUTE ON FUNCTION sys.record_job(text, text, text, oid, oid, text, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sys.record_job(text, text, text, oid, oid, text, timestamptz) TO admin;
 
 -- CREATE [UNIQUE] INDEX ASYNC, run synchronously with the caller's rights.
 CREATE OR REPLACE FUNCTION sys.create_index_async(ddl text, OUT job_id text)

@@ -4,12 +4,32 @@
 //! [`Sandbox::start`] starts a [`cluster::LocalCluster`] (TLS, loopback, a temporary folder
 //! or `--local-dir`), installs the emulation of [`emulation::SETUP_SQL`], and the server
 //! then runs exactly as against a cluster: endpoint `localhost`, the sandbox's port, user
-//! `admin` (DbConnectAdmin tokens are still minted, with placeholder credentials when
-//! none are configured; the sandbox trusts any password), `--ssl-root-cert` set to the
+//! `admin` (or `reader` with `--database_user reader`), `--ssl-root-cert` set to the
 //! generated CA. The executor gets [`rewriter`], which turns DSQL-only statements into
 //! calls of the emulation (`rewrite.rs`). The cluster stops and its temporary folder is
 //! removed when the `Sandbox` drops; if the process dies first, PostgreSQL gets SIGQUIT
 //! from the kernel and the folder is swept at the next start.
+//!
+//! # Who can log in
+//!
+//! Only this server. Each start draws a random password (32 bytes from the system's
+//! secure generator, hex), kept in this process's memory only: the database receives
+//! its SCRAM-SHA-256 verifier (over the private socket), and the server's connections
+//! send it where a cluster would get an IAM token ([`TokenMinter::with_password`]; no
+//! AWS credentials are needed or read). Over TCP `pg_hba.conf` accepts only TLS with
+//! SCRAM and only the login roles [`LOGIN_ROLES`]; the `postgres` superuser is rejected
+//! over TCP and reachable only through the Unix socket in the sandbox's private folder
+//! (mode 0700), which is how the emulation is installed ([`cluster::Auth::Scram`]).
+//!
+//! # Roles
+//!
+//! - `admin`: as on a new DSQL cluster, owner of database `postgres` and schema `public`,
+//!   can create roles; not a superuser.
+//! - `reader`: LOGIN, USAGE on the schemas and SELECT on the tables, also on schemas
+//!   and tables `admin` creates later (default privileges), nothing else. A server
+//!   started with `--database_user reader` is read-only in the database itself, whatever
+//!   the SQL guard lets through: the least-privilege setup README's "Least privilege"
+//!   describes for a cluster.
 //!
 //! # What the sandbox gives
 //!
@@ -47,8 +67,8 @@
 //!   tables that existed before the sandbox's event trigger (none, unless made by hand
 //!   as the superuser) are not counted. Each table carries three `dsql_row_limit_*`
 //!   triggers, visible in `pg_trigger`.
-//! - No IAM: tokens are minted but not checked (`trust` authentication over TLS);
-//!   `AWS IAM GRANT/REVOKE` and `sys.iam_pg_role_mappings` are not available.
+//! - No IAM: the per-run password stands in for tokens; `AWS IAM GRANT/REVOKE` and
+//!   `sys.iam_pg_role_mappings` are not available.
 //! - One database (`postgres`) and one Region: no multi-Region peers, witness, cluster
 //!   lifecycle or control-plane API.
 //! - Isolation: the rewriter refuses only levels other than REPEATABLE READ; that
@@ -59,40 +79,58 @@ pub mod cluster;
 pub mod emulation;
 pub mod rewrite;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
+pub use cluster::{Auth, ClusterError, ClusterOptions, LocalCluster};
 
-pub use cluster::{ClusterError, ClusterOptions, LocalCluster};
-
+use crate::config::Database;
+use crate::connection::token::{Token, TokenMinter};
 use crate::executor::Rewriter;
 
 /// Prefix of the sandbox's temporary folders (in the system temp folder).
 pub const TEMP_PREFIX: &str = "aurora-dsql-sandbox-";
 /// Region reported for the sandbox when none is configured.
 pub const DEFAULT_REGION: &str = "us-east-1";
-/// `provider_name` of the placeholder credentials used when none are configured.
-pub const PLACEHOLDER_PROVIDER: &str = "LocalSandboxPlaceholder";
+/// The roles the server may connect as (`--database_user`); the first is the default.
+pub const LOGIN_ROLES: [&str; 2] = ["admin", "reader"];
+/// Random bytes in the per-run password.
+const PASSWORD_BYTES: usize = 32;
 
 /// A running sandbox; dropping it stops PostgreSQL and removes a temporary folder.
 pub struct Sandbox {
     cluster: LocalCluster,
+    /// The per-run password of every login role; `Token` redacts it in `Debug`.
+    password: Token,
 }
 
 impl Sandbox {
-    /// Starts PostgreSQL (in `dir`, kept between runs, or a temporary folder) and installs
-    /// the DSQL emulation. Blocks until ready.
+    /// Starts PostgreSQL (in `dir`, kept between runs, or a temporary folder), installs
+    /// the DSQL emulation and gives the login roles a fresh password. Blocks until ready.
     pub fn start(dir: Option<PathBuf>) -> Result<Sandbox, ClusterError> {
+        let password = new_password()?;
         let mut opts = ClusterOptions::new(TEMP_PREFIX, "aurora-dsql-mcp-server local sandbox CA");
         opts.dir = dir;
         opts.extra_conf = emulation::CONF.to_owned();
+        opts.auth = Auth::Scram {
+            roles: LOGIN_ROLES.iter().map(|r| r.to_string()).collect(),
+        };
         let cluster = LocalCluster::start(&opts)?;
         cluster
             .superuser_batch(emulation::SETUP_SQL)
             .map_err(|e| ClusterError(format!("installing the DSQL emulation failed: {e}")))?;
-        Ok(Sandbox { cluster })
+        let passwords: Vec<String> = LOGIN_ROLES
+            .iter()
+            .map(|role| cluster::scram_password_sql(role, &password))
+            .collect();
+        cluster
+            .superuser_batch(&passwords.join(";\n"))
+            .map_err(|e| ClusterError(format!("setting the sandbox's password failed: {e}")))?;
+        Ok(Sandbox {
+            cluster,
+            password: Token::from_password(password),
+        })
     }
 
     pub fn cluster(&self) -> &LocalCluster {
@@ -106,6 +144,38 @@ impl Sandbox {
     pub fn ca_path(&self) -> &Path {
         self.cluster.ca_path()
     }
+
+    /// What the server's connections authenticate with: this run's password.
+    pub fn minter(&self, db: &Database) -> TokenMinter {
+        TokenMinter::with_password(db, self.password.clone())
+    }
+}
+
+/// The role `--local` connects as: `requested` (`--database_user`) if it is one of
+/// [`LOGIN_ROLES`], `admin` when none is given.
+pub fn login_role(requested: Option<&str>) -> Result<String, String> {
+    match requested.map(str::trim).filter(|u| !u.is_empty()) {
+        None => Ok(LOGIN_ROLES[0].to_owned()),
+        Some(user) if LOGIN_ROLES.contains(&user) => Ok(user.to_owned()),
+        Some(user) => Err(format!(
+            "--database_user {user}: the sandbox's roles are {} (admin can write, reader only read)",
+            LOGIN_ROLES.join(" and ")
+        )),
+    }
+}
+
+/// `PASSWORD_BYTES` from aws-lc's secure generator (the one TLS uses), as hex.
+fn new_password() -> Result<String, ClusterError> {
+    let mut bytes = [0u8; PASSWORD_BYTES];
+    rustls::crypto::aws_lc_rs::default_provider()
+        .secure_random
+        .fill(&mut bytes)
+        .map_err(|_| ClusterError("no secure random numbers for the sandbox's password".into()))?;
+    let mut hex = String::with_capacity(2 * PASSWORD_BYTES);
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    Ok(hex)
 }
 
 /// The executor hook that makes DSQL-only statements run in the sandbox.
@@ -113,24 +183,27 @@ pub fn rewriter() -> Rewriter {
     Arc::new(rewrite::rewrite)
 }
 
-/// The SDK configuration tokens are minted with in the sandbox: static credentials, never
-/// a network credential source. The environment's `AWS_ACCESS_KEY_ID` /
-/// `AWS_SECRET_ACCESS_KEY` when set, else placeholders (`local`/`local`): the sandbox
-/// accepts any token, and minting one keeps the path the same as against a cluster.
-pub async fn sdk_config(region: &str) -> SdkConfig {
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-        (Some(id), Some(secret)) => {
-            Credentials::new(id, secret, get("AWS_SESSION_TOKEN"), None, "Environment")
-        }
-        _ => Credentials::new("local", "local", None, None, PLACEHOLDER_PROVIDER),
-    };
-    // The loader reads only local settings here: the credentials are given.
-    Box::pin(
-        aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(region.to_owned()))
-            .credentials_provider(credentials)
-            .load(),
-    )
-    .await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_fresh_and_long() {
+        let a = new_password().unwrap();
+        let b = new_password().unwrap();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_the_sandbox_roles_can_be_chosen() {
+        assert_eq!(login_role(None).unwrap(), "admin");
+        assert_eq!(login_role(Some(" ")).unwrap(), "admin");
+        assert_eq!(login_role(Some("reader")).unwrap(), "reader");
+        assert_eq!(
+            login_role(Some("postgres")).unwrap_err(),
+            "--database_user postgres: the sandbox's roles are admin and reader (admin can write, reader only read)"
+        );
+    }
 }

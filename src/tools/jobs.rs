@@ -42,7 +42,7 @@ pub async fn wait_for_job(
             Err(ToolError(jobs::timed_out_message(&id, &row, timeout)))
         }
         Err(WaitError::Cancelled) => Err(ToolError(format!(
-            "waiting for job {id} was cancelled; the job itself keeps running on the cluster"
+            "waiting for job {id} was cancelled (or the server is stopping); the job itself keeps running on the cluster"
         ))),
         Err(WaitError::Exec(e)) => Err(ToolError(e.to_string())),
     }

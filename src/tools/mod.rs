@@ -10,6 +10,7 @@ pub mod explain;
 pub mod jobs;
 pub mod knowledge;
 pub mod lint;
+pub mod names;
 pub mod power;
 pub mod reference;
 
@@ -182,8 +183,9 @@ impl Toolbox {
             ),
             tool(
                 "get_schema",
-                "Describe a table: its columns and their data types. The name is matched case-insensitively; \
-                 `schema.table` narrows it to one schema.",
+                "Describe a table: its columns and their data types, each row naming its table_schema and table_name. \
+                 The name is matched case-insensitively; `schema.table` narrows it to one schema; a part in double \
+                 quotes (public.\"a.b\") matches exactly. A table that is not found is an error.",
                 json!({
                     "properties": {
                         "table_name": string_prop("Table Name", "Table name, optionally schema-qualified (schema.table)."),
@@ -324,7 +326,8 @@ impl Toolbox {
             ),
             tool(
                 "list_tables",
-                "List the tables of a schema (default `public`), sorted by name.",
+                "List the tables of a schema (default `public`), sorted by name. A bare schema name matches as stored, \
+                 then lower-cased; one in double quotes matches exactly.",
                 json!({
                     "type": "object",
                     "properties": {
@@ -348,8 +351,8 @@ impl Toolbox {
                 json!({
                     "type": "object",
                     "properties": {
-                        "table_name": {"type": "string", "description": "The table's name."},
-                        "schema": {"type": "string", "default": "public", "description": "The table's schema."}
+                        "table_name": {"type": "string", "description": "The table's name: bare (as stored, then lower-cased) or in double quotes (exact)."},
+                        "schema": {"type": "string", "default": "public", "description": "The table's schema, named the same way."}
                     },
                     "required": ["table_name"]
                 }),
@@ -462,6 +465,12 @@ impl Toolbox {
 
 /// What an agent reads when a result was cut.
 pub fn truncation_note(kept: usize, why: &Truncation) -> String {
+    if let Truncation::Budget(_) = why {
+        // Other calls' results hold the memory: the same call may fit when they are done.
+        return format!(
+            "Result truncated: {kept} rows returned because {why}. Re-run it when fewer large results are in flight, or narrow it (LIMIT, fewer or shorter columns)."
+        );
+    }
     if kept == 0 {
         // The first row alone is over --max-result-bytes: paging cannot help, narrowing can.
         return format!(

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
+use super::names::{self, Name};
 use super::{Output, ToolError, ToolResult, Toolbox};
 use crate::executor::{Control, Executor, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
@@ -97,14 +98,17 @@ pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<
     let schema = a.string_or("schema", "public");
     a.finish().map_err(ToolError)?;
     let executor = tb.executor()?;
+    let name = names::parse(&schema, "schema name").map_err(ToolError)?;
+    // The schema resolves as in `describe_table`: as stored first, then folded.
     let work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
             sql: "SELECT c.relname AS table_name FROM pg_catalog.pg_class c \
-                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY c.relname COLLATE \"C\""
+                  WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n \
+                    WHERE n.nspname IN ($1::text, $2::text) ORDER BY (n.nspname = $1::text) DESC LIMIT 1) \
+                  AND c.relkind IN ('r', 'p') ORDER BY c.relname COLLATE \"C\""
                 .into(),
-            params: vec![Value::from(schema.as_str())],
+            params: vec![Value::from(name.exact), Value::from(name.folded)],
         }],
     );
     let outcome = executor
@@ -123,13 +127,14 @@ pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<
 }
 
 /// The table's OID, found as stored: exact name first, then PostgreSQL's lower-case folding
-/// ($1 schema, $2 table). Every statement of `describe` filters on it, so the one unit
-/// resolves the name once per statement inside a single snapshot.
+/// ($1 schema, $2 table, $3 and $4 their foldings; a quoted name's folding is itself, see
+/// `names`). Every statement of `describe` filters on it, so the one unit resolves the name
+/// once per statement inside a single snapshot.
 macro_rules! table_oid {
     () => {
         "(SELECT c.oid FROM pg_catalog.pg_class c \
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE n.nspname IN ($1::text, lower($1::text)) AND c.relname IN ($2::text, lower($2::text)) \
+          WHERE n.nspname IN ($1::text, $3::text) AND c.relname IN ($2::text, $4::text) \
             AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
           ORDER BY (n.nspname = $1::text) DESC, (c.relname = $2::text) DESC LIMIT 1)"
     };
@@ -194,7 +199,9 @@ pub async fn describe_table(
             "Incorrect invocation: describe_table invoked without a table name".into(),
         ));
     }
-    match describe(executor, &schema, &table, ctl).await? {
+    let schema_name = names::parse(&schema, "schema name").map_err(ToolError)?;
+    let table_name = names::parse(&table, "table name").map_err(ToolError)?;
+    match describe(executor, &schema_name, &table_name, ctl).await? {
         Some(description) => Ok(Output::Structured(description)),
         None => Err(ToolError(format!(
             "table \"{table}\" was not found in schema \"{schema}\" (list_tables shows the tables of a schema)"
@@ -206,12 +213,17 @@ pub async fn describe_table(
 /// Shared by `describe_table` and the `dsql://tables/<schema>/<table>` resources.
 pub async fn describe(
     executor: &Executor,
-    schema: &str,
-    table: &str,
+    schema: &Name,
+    table: &Name,
     ctl: &Control<'_>,
 ) -> Result<Option<Value>, ToolError> {
     // One unit: one connection, one transaction, one snapshot for the name and its parts.
-    let key: Vec<Value> = vec![schema.into(), table.into()];
+    let key: Vec<Value> = vec![
+        schema.exact.as_str().into(),
+        table.exact.as_str().into(),
+        schema.folded.as_str().into(),
+        table.folded.as_str().into(),
+    ];
     let statements = [
         RESOLVE_TABLE,
         DESCRIBE_COLUMNS,

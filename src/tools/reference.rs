@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::args::ArgReader;
+use super::names;
 use super::{Output, ToolError, ToolResult, Toolbox};
 use crate::executor::{Control, ExecError, Mode, Statement, Work};
 use crate::policy::{self, Access, Placeholders, StatementKind};
@@ -120,31 +121,51 @@ pub async fn get_schema(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'
         ));
     }
     // `schema.table` narrows to one schema; a bare name matches that table in every schema.
-    // Both sides are lower-cased, so `data.Associate` finds `data.associate`.
-    let (sql, params) = match name.split_once('.') {
-        Some((schema, table)) => (
-            "SELECT column_name, data_type FROM information_schema.columns \
-             WHERE LOWER(table_name) = LOWER($1) AND LOWER(table_schema) = LOWER($2) \
-             ORDER BY table_schema, ordinal_position",
-            vec![Value::from(table), Value::from(schema)],
-        ),
-        None => (
-            "SELECT column_name, data_type FROM information_schema.columns \
-             WHERE LOWER(table_name) = LOWER($1) ORDER BY table_schema, ordinal_position",
-            vec![Value::from(name)],
-        ),
+    // Bare parts match case-insensitively (the reference lower-cases both sides, so
+    // `data.Associate` finds `data.associate`); a quoted part (`public."a.b"`) matches exactly.
+    let (schema, table) = names::split_qualified(name);
+    let table = names::parse(table, "table name").map_err(ToolError)?;
+    let schema = schema
+        .map(|s| names::parse(s, "schema name"))
+        .transpose()
+        .map_err(ToolError)?;
+    let matches = |column: &str, n: usize, quoted: bool| {
+        if quoted {
+            format!("{column} = ${n}")
+        } else {
+            format!("LOWER({column}) = LOWER(${n})")
+        }
     };
-    let work = Work::new(
-        Mode::ReadOnly,
-        vec![Statement {
-            sql: sql.to_owned(),
-            params,
-        }],
+    let mut filter = matches("table_name", 1, table.quoted);
+    let mut params = vec![Value::from(table.exact.as_str())];
+    if let Some(schema) = &schema {
+        filter = format!("{filter} AND {}", matches("table_schema", 2, schema.quoted));
+        params.push(Value::from(schema.exact.as_str()));
+    }
+    // Each row names its table: a bare name may match tables of several schemas (or
+    // differently-cased tables of one), and their columns must not blur together.
+    let sql = format!(
+        "SELECT column_name, data_type, table_schema, table_name FROM information_schema.columns \
+         WHERE {filter} ORDER BY table_schema, table_name, ordinal_position"
     );
+    let work = Work::new(Mode::ReadOnly, vec![Statement { sql, params }]);
     let outcome = executor
         .run(&work, ctl)
         .await
         .map_err(|e| ToolError(e.to_string()))?;
+    if outcome.rows.is_empty() {
+        // The reference answers `[]` here; an agent then concludes the table has no columns.
+        return Err(ToolError(format!(
+            "no table matching \"{}\" was found{} (or this role may not read its columns). \
+             get_schema matches bare names case-insensitively; quote a name to match it exactly \
+             (public.\"Order.Items\"), and use list_tables to see a schema's tables.",
+            names::preview(name),
+            match &schema {
+                Some(s) => format!(" in schema \"{}\"", s.exact),
+                None => " in any schema".into(),
+            }
+        )));
+    }
     Ok(Output::Rows {
         rows: outcome.rows,
         truncated: outcome.truncated,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aurora_dsql_mcp_server::sandbox::cluster::{ClusterOptions, LocalCluster};
+use aurora_dsql_mcp_server::sandbox::cluster::{Auth, ClusterOptions, LocalCluster};
 use tokio_postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -81,6 +81,10 @@ impl PgCluster {
         opts.port = port;
         opts.extra_conf = extra_conf.to_owned();
         opts.bindir = std::env::var_os("HARNESS_PG_BINDIR").map(PathBuf::from);
+        // A test stand-in, not the sandbox: `trust` over TLS, so the IAM tokens the server
+        // mints (which no PostgreSQL can check) are accepted as passwords, and tests can log
+        // in as any role, the superuser included, for their assertions.
+        opts.auth = Auth::TrustTls;
         let inner = LocalCluster::start(&opts).unwrap_or_else(|e| panic!("start PostgreSQL: {e}"));
         inner
             .superuser_batch(
