@@ -413,3 +413,46 @@ async fn explain_takes_reads_only_as_query_does() {
         "1 validation error for explainArguments\nanalyze\n  Input should be a valid boolean"
     );
 }
+
+#[tokio::test]
+async fn describe_table_takes_schema_dot_table() {
+    let pg = common::shared();
+    let schema = unique_name("qual");
+    let su = pg.superuser().await;
+    su.batch_execute(&format!(
+        "CREATE SCHEMA {schema}; GRANT USAGE ON SCHEMA {schema} TO admin;
+         CREATE TABLE {schema}.items (id int PRIMARY KEY, name text);
+         GRANT SELECT ON {schema}.items TO admin;"
+    ))
+    .await
+    .unwrap();
+    let s = McpSession::for_cluster(pg, &[]).await;
+    let qualified = s
+        .call(
+            "describe_table",
+            json!({"table_name": format!("{schema}.items")}),
+        )
+        .await;
+    let separate = s
+        .call(
+            "describe_table",
+            json!({"table_name": "items", "schema": schema}),
+        )
+        .await;
+    assert_ne!(qualified.is_error, Some(true), "{}", text(&qualified));
+    assert_eq!(structured(&qualified), structured(&separate));
+    assert_eq!(structured(&qualified)["schema"], schema.as_str());
+    assert_eq!(structured(&qualified)["table"], "items");
+    let r = s
+        .call(
+            "describe_table",
+            json!({"table_name": format!("{schema}.items"), "schema": "public"}),
+        )
+        .await;
+    assert_eq!(
+        message("describe_table", &r),
+        format!(
+            "table_name \"{schema}.items\" names its schema and the schema argument names one too: give the schema in one place"
+        )
+    );
+}

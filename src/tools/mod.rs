@@ -331,14 +331,16 @@ impl Toolbox {
                 json!({
                     "type": "object",
                     "properties": {
-                        "schema": {"type": "string", "default": "public", "description": "Schema to list."}
+                        "schema": {"type": "string", "default": "public", "description": "Schema to list."},
+                        "include_views": {"type": "boolean", "default": false, "description": "Also list the schema's views and materialized views (as `views`)."}
                     }
                 }),
                 Some(json!({
                     "type": "object",
                     "properties": {
                         "schema": {"type": "string"},
-                        "tables": {"type": "array", "items": {"type": "string"}}
+                        "tables": {"type": "array", "items": {"type": "string"}},
+                        "views": {"type": "array", "items": {"type": "string"}}
                     },
                     "required": ["schema", "tables"]
                 })),
@@ -351,7 +353,7 @@ impl Toolbox {
                 json!({
                     "type": "object",
                     "properties": {
-                        "table_name": {"type": "string", "description": "The table's name: bare (as stored, then lower-cased) or in double quotes (exact)."},
+                        "table_name": {"type": "string", "description": "The table's name: bare (as stored, then lower-cased) or in double quotes (exact); `schema.table` names its schema too."},
                         "schema": {"type": "string", "default": "public", "description": "The table's schema, named the same way."}
                     },
                     "required": ["table_name"]
