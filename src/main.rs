@@ -176,8 +176,10 @@ async fn serve(
     let warm = executor.clone();
     let server = DsqlServer::new(Toolbox { config, executor });
     let calls = server.stopper();
+    let door = FrontDoor::stdio();
+    let stdin_closed = door.closed();
     let running = tokio::select! {
-        running = server.serve(FrontDoor::stdio()) => match running {
+        running = server.serve(door) => match running {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("MCP session could not start: {e}");
@@ -209,10 +211,17 @@ async fn serve(
     tokio::pin!(waiting);
     let ended = tokio::select! {
         ended = &mut waiting => {
-            // stdin closed: rmcp answered what finished within its drain, then cancelled the
-            // rest. Their units are rolling back now; exiting first would leave that to chance.
             stop_calls(&calls, stop).await;
             ended
+        }
+        _ = stdin_closed.cancelled() => {
+            // stdin closed: the client is shutting the server down (MCP stdio). Calls in
+            // flight are cancelled and rolled back at once, as on SIGTERM, and each caller
+            // still gets its error response if it listens; nothing commits behind its back.
+            tracing::info!("stdin closed; stopping");
+            stop_calls(&calls, stop).await;
+            cancel.cancel();
+            waiting.await
         }
         signal = stop.signalled() => {
             tracing::info!(signal, "stopping");

@@ -111,6 +111,9 @@ pub struct FrontDoor {
     incoming: mpsc::Receiver<RxJsonRpcMessage<RoleServer>>,
     output: Arc<Output>,
     reader: tokio::task::JoinHandle<()>,
+    /// Cancelled when stdin ends (EOF or a read error): the client's way to shut the server
+    /// down under the MCP stdio transport, so calls in flight are stopped and rolled back.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 impl FrontDoor {
@@ -119,6 +122,11 @@ impl FrontDoor {
     pub fn stdio() -> FrontDoor {
         let (read, write) = rmcp::transport::stdio_pipes();
         FrontDoor::new(read, write, MAX_LINE_BYTES)
+    }
+
+    /// Cancelled once stdin has ended (see the field).
+    pub fn closed(&self) -> tokio_util::sync::CancellationToken {
+        self.closed.clone()
     }
 
     /// The front door on any byte streams, with `max_line` bytes per line.
@@ -132,16 +140,23 @@ impl FrontDoor {
             in_flight: std::sync::Mutex::new(HashSet::new()),
         });
         let (tx, incoming) = mpsc::channel(QUEUE);
-        let reader = tokio::spawn(read_loop(
+        let closed = tokio_util::sync::CancellationToken::new();
+        let on_close = closed.clone();
+        let read = read_loop(
             BufReader::with_capacity(64 << 10, read),
             output.clone(),
             tx,
             max_line,
-        ));
+        );
+        let reader = tokio::spawn(async move {
+            read.await;
+            on_close.cancel();
+        });
         FrontDoor {
             incoming,
             output,
             reader,
+            closed,
         }
     }
 }

@@ -467,7 +467,11 @@ async fn query_refuses_writes_in_both_modes() {
     )
     .await;
     let su = pg.superuser().await;
-    for flags in [&[][..], &["--allow-writes"][..]] {
+    let sneaky = format!("{t}_sneaky");
+    for flags in [
+        &["--allow-function", sneaky.as_str()][..],
+        &["--allow-writes", "--allow-function", sneaky.as_str()][..],
+    ] {
         let session = McpSession::for_cluster(pg, flags).await;
         assert_eq!(
             fails(

@@ -209,11 +209,13 @@ async fn database_errors_carry_sqlstate_position_and_hint() {
         "Error executing tool readonly_query: ERROR 22012: division by zero"
     );
     let r = s
-        .call("readonly_query", json!({"sql": "SELECT lenght('x')"}))
+        .call("readonly_query", json!({"sql": "SELECT length(1, 2, 3)"}))
         .await;
     let t = err_text(&r);
     assert!(
-        t.contains("ERROR 42883: function lenght(unknown) does not exist (at character 8)"),
+        t.contains(
+            "ERROR 42883: function length(integer, integer, integer) does not exist (at character 8)"
+        ),
         "{t}"
     );
     assert!(
@@ -476,7 +478,9 @@ async fn a_write_hidden_in_a_function_is_refused_by_the_read_only_transaction() 
     ))
     .await
     .unwrap();
-    let s = McpSession::for_cluster(pg, &[]).await;
+    // The user vouches for the function (--allow-function): the guard lets it through, so
+    // the read-only transaction is what stops its write.
+    let s = McpSession::for_cluster(pg, &["--allow-function", &func]).await;
     let r = s
         .call("readonly_query", json!({"sql": format!("SELECT {func}()")}))
         .await;

@@ -156,6 +156,16 @@ async fn terminate(db: &Client, pid: i32) {
     assert!(killed, "backend {pid} terminated");
 }
 
+/// The server for `pg` with `flags`, allowed to call this file's own SQL functions (the
+/// gates and triggers below): in read-only mode the guard allows only known built-ins.
+async fn serve(pg: &PgCluster, flags: &[&str]) -> McpSession {
+    let mut all: Vec<&str> = flags.to_vec();
+    for f in ["gate", "stubborn", "always_conflicts", "too_many_rows"] {
+        all.extend(["--allow-function", f]);
+    }
+    McpSession::for_cluster(pg, &all).await
+}
+
 /// A function `gate()` that waits until the test releases advisory lock `key`.
 async fn create_gate(db: &Client, key: i64) {
     db.batch_execute(&format!(
@@ -198,7 +208,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pooled_connection_killed_while_idle_is_replaced() {
     let pg = start();
-    let s = McpSession::for_cluster(&pg, &[]).await;
+    let s = serve(&pg, &[]).await;
     let probe = json!({"sql": "SELECT pg_backend_pid() AS pid"});
     let first = rows(&s.call("readonly_query", probe.clone()).await)[0]["pid"]
         .as_i64()
@@ -220,7 +230,7 @@ async fn a_read_whose_backend_is_killed_mid_statement_is_re_run_on_a_fresh_conne
     let db = pg.superuser().await;
     create_gate(&db, 7001).await;
     lock(&db, 7001).await;
-    let s = Arc::new(McpSession::for_cluster(&pg, &[]).await);
+    let s = Arc::new(serve(&pg, &[]).await);
     let call = tokio::spawn({
         let s = s.clone();
         async move {
@@ -262,7 +272,7 @@ async fn a_write_whose_backend_is_killed_mid_statement_commits_exactly_once() {
         .await
         .unwrap();
     lock(&db, 7002).await;
-    let s = Arc::new(McpSession::for_cluster(&pg, &["--allow-writes"]).await);
+    let s = Arc::new(serve(&pg, &["--allow-writes"]).await);
     let call = tokio::spawn({
         let s = s.clone();
         async move {
@@ -303,7 +313,7 @@ async fn a_write_whose_backend_is_killed_during_commit_reports_an_unknown_outcom
     .await
     .unwrap();
     lock(&db, 7003).await;
-    let s = Arc::new(McpSession::for_cluster(&pg, &["--allow-writes"]).await);
+    let s = Arc::new(serve(&pg, &["--allow-writes"]).await);
     let call = tokio::spawn({
         let s = s.clone();
         async move {
@@ -347,7 +357,7 @@ async fn a_restarted_or_stopped_server_gives_the_next_call_a_fresh_connection_or
         .await
         .unwrap();
     drop(db);
-    let s = McpSession::for_cluster(&pg, &["--allow-writes"]).await;
+    let s = serve(&pg, &["--allow-writes"]).await;
     let insert =
         |id: i32| json!({"sql_list": ["INSERT INTO t VALUES (%s)"], "params_list": [[id]]});
     assert_eq!(rows(&s.call("transact", insert(1)).await), json!([]));
@@ -424,7 +434,7 @@ async fn a_server_without_tls_or_with_an_unknown_ca_is_refused_with_a_clear_erro
     let db = pg.superuser().await;
     db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
     admin_tls_works(&pg, false).await;
-    let s = McpSession::for_cluster(&pg, &[]).await;
+    let s = serve(&pg, &[]).await;
     let r = s
         .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
         .await;
@@ -506,7 +516,7 @@ async fn a_refused_login_is_reported_with_the_server_message_and_not_retried() {
         .matches("pg_hba.conf rejects connection for host \"127.0.0.1\", user \"admin\"")
         .count();
 
-    let s = McpSession::for_cluster(&pg, &["--occ-retries", "5"]).await;
+    let s = serve(&pg, &["--occ-retries", "5"]).await;
     let r = s
         .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
         .await;
@@ -551,7 +561,7 @@ async fn a_real_serialization_failure_is_retried_and_both_writes_commit_exactly_
     .await
     .unwrap();
     create_gate(&db, 7004).await;
-    let s = Arc::new(McpSession::for_cluster(&pg, &["--allow-writes"]).await);
+    let s = Arc::new(serve(&pg, &["--allow-writes"]).await);
     let r = s
         .call(
             "transact",
@@ -627,7 +637,7 @@ async fn a_conflict_that_persists_gives_up_after_the_configured_retries() {
     )
     .await
     .unwrap();
-    let s = McpSession::for_cluster(
+    let s = serve(
         &pg,
         &[
             "--allow-writes",
@@ -663,7 +673,7 @@ async fn a_statement_past_the_query_timeout_is_cancelled_on_the_server_and_its_c
 {
     let pg = start();
     let db = pg.superuser().await;
-    let s = Arc::new(McpSession::for_cluster(&pg, &["--query-timeout", "1"]).await);
+    let s = Arc::new(serve(&pg, &["--query-timeout", "1"]).await);
     let call = tokio::spawn({
         let s = s.clone();
         async move { s.call("readonly_query", json!({ "sql": SLOW_SQL })).await }
@@ -704,7 +714,7 @@ async fn an_mcp_cancellation_stops_the_statement_on_the_server_and_frees_the_con
 
     let pg = start();
     let db = pg.superuser().await;
-    let s = McpSession::for_cluster(&pg, &[]).await;
+    let s = serve(&pg, &[]).await;
     let args = json!({ "sql": SLOW_SQL }).as_object().unwrap().clone();
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(
         CallToolRequestParams::new("readonly_query").with_arguments(args),
@@ -748,7 +758,7 @@ async fn an_mcp_cancellation_stops_the_statement_on_the_server_and_frees_the_con
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
     let pg = shared();
-    let s = McpSession::for_cluster(pg, &["--max-rows", "10"]).await;
+    let s = serve(pg, &["--max-rows", "10"]).await;
     let r = s
         .call(
             "readonly_query",
@@ -794,7 +804,7 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
 
     // Bytes: each row {"i":N,"s":"x...x"} is 54 bytes as JSON for one-digit N, and 168
     // bytes of response (its JSON in structuredContent, its pretty text in the content).
-    let s = McpSession::for_cluster(pg, &["--max-result-bytes", "600"]).await;
+    let s = serve(pg, &["--max-result-bytes", "600"]).await;
     let r = s
         .call(
             "readonly_query",
@@ -846,7 +856,7 @@ async fn returning_rows_past_max_rows_are_cut_and_the_execute_result_says_so() {
     ))
     .await
     .unwrap();
-    let s = McpSession::for_cluster(pg, &["--allow-writes", "--max-rows", "10"]).await;
+    let s = serve(pg, &["--allow-writes", "--max-rows", "10"]).await;
     let r = s
         .call(
             "execute",
@@ -882,7 +892,7 @@ async fn a_transaction_limit_error_explains_the_limits_and_is_not_retried() {
     )
     .await
     .unwrap();
-    let s = McpSession::for_cluster(&pg, &["--allow-writes"]).await;
+    let s = serve(&pg, &["--allow-writes"]).await;
     let r = s
         .call(
             "transact",
@@ -1215,7 +1225,7 @@ async fn a_conflict_at_commit_is_retried_and_the_write_lands_once() {
     )
     .await
     .unwrap();
-    let s = McpSession::for_cluster(&pg, &["--allow-writes", "--occ-backoff-ms", "10"]).await;
+    let s = serve(&pg, &["--allow-writes", "--occ-backoff-ms", "10"]).await;
     let r = s
         .call(
             "transact",
@@ -1246,7 +1256,7 @@ async fn a_conflict_at_commit_is_retried_and_the_write_lands_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_result_is_read_in_bounded_memory() {
     let pg = shared();
-    let s = McpSession::for_cluster(pg, &["--max-rows", "5"]).await;
+    let s = serve(pg, &["--max-rows", "5"]).await;
     let warm = s
         .call("readonly_query", json!({"sql": "SELECT 1 AS one"}))
         .await;
@@ -1331,7 +1341,7 @@ async fn a_statement_that_ignores_the_cancel_has_its_connection_really_closed() 
     )
     .await
     .unwrap();
-    let s = McpSession::for_cluster(&pg, &["--query-timeout", "1"]).await;
+    let s = serve(&pg, &["--query-timeout", "1"]).await;
     let pid = s.pid().unwrap();
     let r = s
         .call("readonly_query", json!({"sql": "SELECT stubborn() AS n"}))
