@@ -218,6 +218,9 @@ pub enum Event {
     Reconnect { reason: String },
     /// A result was cut short.
     Truncated { kept: usize, why: Truncation },
+    /// A long wait is still going (`wait_for_job`); sent as an MCP progress notification
+    /// when the client asked for progress, and otherwise dropped.
+    Progress { step: u64, message: String },
 }
 
 /// Receives events; the MCP layer turns them into log notifications.

@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities,
+    ServerConfig, SetLevelRequestParams,
 };
 use rmcp::model::{
     GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
@@ -133,10 +134,52 @@ impl DsqlServer {
 struct Notifier {
     server: DsqlServer,
     peer: Peer<RoleServer>,
+    /// The request's `_meta.progressToken`: progress is sent only when the client asked.
+    progress_token: Option<ProgressToken>,
+    /// Progress goes through one task per call, in order: progress must increase, and one
+    /// spawned task per event could overtake another.
+    progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>>,
+}
+
+impl Notifier {
+    fn new(
+        server: DsqlServer,
+        peer: Peer<RoleServer>,
+        progress_token: Option<ProgressToken>,
+    ) -> Notifier {
+        let progress = progress_token.as_ref().map(|_| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+            let peer = peer.clone();
+            // Ends when the call's Notifier (the only sender) is dropped.
+            tokio::spawn(async move {
+                while let Some(param) = rx.recv().await {
+                    if let Err(e) = peer.notify_progress(param).await {
+                        tracing::debug!("could not send a progress notification: {e}");
+                    }
+                }
+            });
+            tx
+        });
+        Notifier {
+            server,
+            peer,
+            progress_token,
+            progress,
+        }
+    }
 }
 
 impl Observer for Notifier {
     fn event(&self, event: Event) {
+        if let Event::Progress { step, message } = event {
+            if let (Some(token), Some(tx)) = (&self.progress_token, &self.progress) {
+                let param = ProgressNotificationParam::new(token.clone(), step as f64)
+                    .with_message(message);
+                // The receiver lives as long as this sender; a send cannot fail before.
+                let _ = tx.send(param);
+            }
+            return;
+        }
         let (level, text) = match &event {
             Event::Retry {
                 attempt,
@@ -155,6 +198,7 @@ impl Observer for Notifier {
                 ),
             ),
             Event::Truncated { kept, why } => (LoggingLevel::Notice, truncation_note(*kept, why)),
+            Event::Progress { .. } => return,
         };
         let text = capped(&text);
         tracing::info!("{text}");
@@ -251,10 +295,11 @@ impl ServerHandler for DsqlServer {
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
         let started = std::time::Instant::now();
-        let observer = Notifier {
-            server: self.clone(),
-            peer: context.peer.clone(),
-        };
+        let observer = Notifier::new(
+            self.clone(),
+            context.peer.clone(),
+            context.meta.get_progress_token(),
+        );
         let ctl = self.control(&context.ct, &observer);
         let Some(result) = self.toolbox.call(name, &args, &ctl).await else {
             return Err(McpError::invalid_params(

@@ -884,7 +884,7 @@ async fn use_power_examples_call_listed_tools_with_declared_arguments() {
                 } else {
                     Access::ReadOnly
                 };
-                let style = if tool == "query" || tool == "execute" {
+                let style = if tool == "query" || tool == "execute" || tool == "explain" {
                     Placeholders::Numbered
                 } else {
                     Placeholders::Psycopg

@@ -890,14 +890,37 @@ async fn list_tables_in_a_named_schema_sorted_without_views() {
         success("list_tables", &args, &result),
         (json!([]), json!({"schema": empty, "tables": []}))
     );
-    // A schema that does not exist has no tables.
-    let args = json!({"schema": format!("{s}_nope")});
-    let result = session.call("list_tables", args.clone()).await;
-    assert_eq!(success("list_tables", &args, &result).0, json!([]));
+    // A schema that does not exist is said to, not listed as empty.
+    assert_eq!(
+        fails(
+            &session,
+            "list_tables",
+            json!({"schema": format!("{s}_nope")})
+        )
+        .await,
+        format!(
+            "schema \"{s}_nope\" does not exist (query SELECT nspname FROM pg_catalog.pg_namespace to see the schemas)"
+        )
+    );
     // Schema names are bound, never spliced.
-    let args = json!({"schema": format!("{s}' OR '1'='1")});
+    assert_eq!(
+        fails(
+            &session,
+            "list_tables",
+            json!({"schema": format!("{s}' OR '1'='1")})
+        )
+        .await,
+        format!(
+            "schema \"{s}' OR '1'='1\" does not exist (query SELECT nspname FROM pg_catalog.pg_namespace to see the schemas)"
+        )
+    );
+    // include_views adds the views (not sequences), sorted, beside the tables.
+    let args = json!({"schema": s, "include_views": true});
     let result = session.call("list_tables", args.clone()).await;
-    assert_eq!(success("list_tables", &args, &result).0, json!([]));
+    let (text_json, structured) = success("list_tables", &args, &result);
+    let expected = json!({"schema": s, "tables": ["Mango", "apple", "apple_2", "parted", "zebra"], "views": ["a_view"]});
+    assert_eq!(structured, expected);
+    assert_eq!(text_json, expected);
 
     assert_eq!(
         fails(&session, "list_tables", json!({"schema": 3})).await,

@@ -109,7 +109,10 @@ async fn list_tables_and_describe_table_fold_names_the_same_way() {
     // A bare schema name is matched as stored, then folded: as describe_table does.
     assert_eq!(structured(&list("S1").await)["tables"], s1);
     // Quoted: exactly.
-    assert_eq!(structured(&list("\"S1\"").await)["tables"], json!([]));
+    assert_eq!(
+        fails(&list("\"S1\"").await),
+        "Error executing tool list_tables: schema \"\"S1\"\" does not exist (query SELECT nspname FROM pg_catalog.pg_namespace to see the schemas)"
+    );
     assert_eq!(
         structured(&list("\"Sp ace/\"").await)["tables"],
         json!(["ÜBER"])

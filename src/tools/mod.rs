@@ -6,6 +6,8 @@
 //! `anyOf` with `null`, defaults), which is part of being a drop-in replacement.
 
 pub mod args;
+pub mod explain;
+pub mod jobs;
 pub mod knowledge;
 pub mod lint;
 pub mod names;
@@ -113,6 +115,9 @@ impl Toolbox {
             "execute" => power::execute(self, args, ctl).await,
             "list_tables" => power::list_tables(self, args, ctl).await,
             "describe_table" => power::describe_table(self, args, ctl).await,
+            "wait_for_job" => jobs::wait_for_job(self, args, ctl).await,
+            "list_jobs" => jobs::list_jobs(self, args, ctl).await,
+            "explain" => explain::explain(self, args, ctl).await,
             "dsql_search_documentation" => knowledge::search_documentation(self, args, ctl).await,
             "dsql_read_documentation" => knowledge::read_documentation(self, args, ctl).await,
             "dsql_recommend" => knowledge::recommend(self, args, ctl).await,
@@ -326,14 +331,16 @@ impl Toolbox {
                 json!({
                     "type": "object",
                     "properties": {
-                        "schema": {"type": "string", "default": "public", "description": "Schema to list."}
+                        "schema": {"type": "string", "default": "public", "description": "Schema to list."},
+                        "include_views": {"type": "boolean", "default": false, "description": "Also list the schema's views and materialized views (as `views`)."}
                     }
                 }),
                 Some(json!({
                     "type": "object",
                     "properties": {
                         "schema": {"type": "string"},
-                        "tables": {"type": "array", "items": {"type": "string"}}
+                        "tables": {"type": "array", "items": {"type": "string"}},
+                        "views": {"type": "array", "items": {"type": "string"}}
                     },
                     "required": ["schema", "tables"]
                 })),
@@ -346,7 +353,7 @@ impl Toolbox {
                 json!({
                     "type": "object",
                     "properties": {
-                        "table_name": {"type": "string", "description": "The table's name: bare (as stored, then lower-cased) or in double quotes (exact)."},
+                        "table_name": {"type": "string", "description": "The table's name: bare (as stored, then lower-cased) or in double quotes (exact); `schema.table` names its schema too."},
                         "schema": {"type": "string", "default": "public", "description": "The table's schema, named the same way."}
                     },
                     "required": ["table_name"]
@@ -361,6 +368,96 @@ impl Toolbox {
                         "constraints": {"type": "array", "items": {"type": "object"}}
                     },
                     "required": ["schema", "table", "columns", "indexes", "constraints"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "wait_for_job",
+                "Wait for an asynchronous DSQL job (CREATE INDEX ASYNC, ALTER TABLE ASYNC ... VALIDATE) to finish, by \
+                 polling sys.jobs with short read-only queries (works on a read-only server). Returns how the job ended: \
+                 status, job_type, object_name, details when it failed, and how long the wait took. Sends progress \
+                 notifications while waiting when the request carries a progressToken. On timeout the job keeps running: \
+                 call again with the same job_id.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "job_id": {"type": "string", "minLength": 26, "maxLength": 26, "pattern": "^[a-z2-7]{26}$", "description": "The job_id returned by CREATE INDEX ASYNC (or shown by list_jobs)."},
+                        "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 300, "description": "How long to wait before giving up (the job keeps running)."}
+                    },
+                    "required": ["job_id"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "job_id": {"type": "string"},
+                        "status": {"type": "string"},
+                        "succeeded": {"type": "boolean"},
+                        "job_type": {"type": ["string", "null"]},
+                        "object_name": {"type": ["string", "null"]},
+                        "details": {"type": ["string", "null"]},
+                        "start_time": {"type": ["string", "null"]},
+                        "update_time": {"type": ["string", "null"]},
+                        "waited_seconds": {"type": "number"},
+                        "note": {"type": "string"}
+                    },
+                    "required": ["job_id", "status", "succeeded", "waited_seconds"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "list_jobs",
+                "List DSQL's asynchronous jobs from sys.jobs (index builds, constraint validations), newest first, at most 100; \
+                 optionally only those with one status (submitted, processing, completed, failed, cancelled). DSQL keeps \
+                 finished jobs for at least 30 minutes.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string", "enum": crate::jobs::STATUSES, "description": "Only jobs in this state."}
+                    }
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "jobs": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
+                        "count": {"type": "integer"},
+                        "status": {"type": "string"},
+                        "note": {"type": "string"}
+                    },
+                    "required": ["jobs", "count"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "explain",
+                "Show how the cluster runs a read (SELECT, VALUES): the EXPLAIN text plus a structured reading (each node's \
+                 type, relation, index, estimated and, with analyze=true, actual rows and time; each filter placed as \
+                 index_condition, storage_filter (DSQL's Filters: at storage) or above_storage (Filter:)), and findings with \
+                 a concrete fix: a full scan filtered by equality on an unindexed column (with the CREATE INDEX ASYNC \
+                 statement, checked by the DSQL rule checker), a row estimate more than 10x off, the DPU estimate. \
+                 analyze=true runs the statement (EXPLAIN (ANALYZE, VERBOSE)), always inside a read-only transaction.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "sql": {"type": "string", "description": "One read (SELECT, VALUES) with $n placeholders, without EXPLAIN."},
+                        "parameters": {"type": "array", "items": {}, "description": "Values for $1, $2, ... in order."},
+                        "analyze": {"type": "boolean", "default": false, "description": "Run the statement and report actual rows, time and (on DSQL) the DPU estimate."}
+                    },
+                    "required": ["sql"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "plan": {"type": "string"},
+                        "analyze": {"type": "boolean"},
+                        "engine": {"type": "string", "enum": ["dsql", "postgresql"]},
+                        "nodes": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
+                        "findings": {"type": "array", "items": {"type": "object", "properties": {"kind": {"type": "string"}, "message": {"type": "string"}, "fix": {"type": "string"}, "statement": {"type": "string"}}, "required": ["kind", "message", "fix"]}},
+                        "note": {"type": "string"},
+                        "planning_time_ms": {"type": "number"},
+                        "execution_time_ms": {"type": "number"},
+                        "dpu": {"type": "object", "additionalProperties": {"type": "number"}}
+                    },
+                    "required": ["plan", "analyze", "engine", "nodes", "findings"]
                 })),
                 read_only_hints(),
             ),

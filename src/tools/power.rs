@@ -96,33 +96,65 @@ pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>)
 pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("list_tables", args);
     let schema = a.string_or("schema", "public");
+    let include_views = a.boolean_or("include_views", false);
     a.finish().map_err(ToolError)?;
     let executor = tb.executor()?;
     let name = names::parse(&schema, "schema name").map_err(ToolError)?;
-    // The schema resolves as in `describe_table`: as stored first, then folded.
-    let work = Work::new(
+    // The schema resolves as in `describe_table`: as stored first, then folded. One unit
+    // (one snapshot): does the schema exist, and what does it hold.
+    const SCHEMA_OID: &str = "(SELECT n.oid FROM pg_catalog.pg_namespace n \
+          WHERE n.nspname IN ($1::text, $2::text) ORDER BY (n.nspname = $1::text) DESC LIMIT 1)";
+    let key = vec![Value::from(name.exact), Value::from(name.folded)];
+    let mut work = Work::new(
         Mode::ReadOnly,
-        vec![Statement {
-            sql: "SELECT c.relname AS table_name FROM pg_catalog.pg_class c \
-                  WHERE c.relnamespace = (SELECT n.oid FROM pg_catalog.pg_namespace n \
-                    WHERE n.nspname IN ($1::text, $2::text) ORDER BY (n.nspname = $1::text) DESC LIMIT 1) \
-                  AND c.relkind IN ('r', 'p') ORDER BY c.relname COLLATE \"C\""
-                .into(),
-            params: vec![Value::from(name.exact), Value::from(name.folded)],
-        }],
+        vec![
+            Statement {
+                sql: format!("SELECT 1 AS found WHERE {SCHEMA_OID} IS NOT NULL"),
+                params: key.clone(),
+            },
+            Statement {
+                sql: format!(
+                    "SELECT c.relname AS name, c.relkind IN ('v', 'm') AS is_view FROM pg_catalog.pg_class c \
+                     WHERE c.relnamespace = {SCHEMA_OID} AND c.relkind IN ('r', 'p', 'v', 'm') \
+                     ORDER BY c.relname COLLATE \"C\""
+                ),
+                params: key,
+            },
+        ],
     );
-    let outcome = executor
-        .run(&work, ctl)
+    work.keep_all = true;
+    let mut parts = executor
+        .run_all(&work, ctl)
         .await
-        .map_err(|e| ToolError(e.to_string()))?;
-    let tables: Vec<Value> = outcome
-        .rows
+        .map_err(|e| ToolError(e.to_string()))?
         .into_iter()
-        .filter_map(|mut r| r.remove("table_name"))
-        .collect();
+        .map(|o| o.rows);
+    if parts.next().unwrap_or_default().is_empty() {
+        return Err(ToolError(format!(
+            "schema \"{schema}\" does not exist (query SELECT nspname FROM pg_catalog.pg_namespace to see the schemas)"
+        )));
+    }
+    let (mut tables, mut views) = (Vec::new(), Vec::new());
+    for mut row in parts.next().unwrap_or_default() {
+        let is_view = row.get("is_view") == Some(&Value::Bool(true));
+        if let Some(name) = row.remove("name") {
+            if is_view {
+                views.push(name)
+            } else {
+                tables.push(name)
+            }
+        }
+    }
+    if !include_views {
+        return Ok(Output::Listing {
+            text: Value::Array(tables.clone()),
+            structured: json!({ "schema": schema, "tables": tables }),
+        });
+    }
+    let out = json!({ "schema": schema, "tables": tables, "views": views });
     Ok(Output::Listing {
-        text: Value::Array(tables.clone()),
-        structured: json!({ "schema": schema, "tables": tables }),
+        text: out.clone(),
+        structured: out,
     })
 }
 
@@ -193,6 +225,16 @@ pub async fn describe_table(
     let table = a.string("table_name");
     let schema = a.string_or("schema", "public");
     a.finish().map_err(ToolError)?;
+    // `schema.table` in table_name, as get_schema takes it (a quoted part may hold a dot).
+    let (table, schema) = match names::split_qualified(&table) {
+        (Some(_), _) if args.get("schema").is_some_and(|v| !v.is_null()) => {
+            return Err(ToolError(format!(
+                "table_name \"{table}\" names its schema and the schema argument names one too: give the schema in one place"
+            )));
+        }
+        (Some(s), t) => (t.to_owned(), s.to_owned()),
+        (None, _) => (table, schema),
+    };
     let executor = tb.executor()?;
     if table.trim().is_empty() {
         return Err(ToolError(
