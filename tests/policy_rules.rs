@@ -247,3 +247,40 @@ fn unparseable_or_too_complex_is_refused() {
     let m = refused(&[&deep], RuleSet::Cluster, "parse_error");
     assert!(m.contains("too complex"), "{m}");
 }
+
+#[test]
+fn add_column_refuses_every_inline_constraint_dsql_refuses() {
+    use aurora_dsql_mcp_server::policy::{RuleSet, check_rules};
+    for (sql, clause) in [
+        ("ALTER TABLE t ADD COLUMN c int CHECK (c > 0)", "CHECK"),
+        ("ALTER TABLE t ADD COLUMN c int UNIQUE", "UNIQUE"),
+        (
+            "ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a + 1) STORED",
+            "GENERATED",
+        ),
+    ] {
+        for rules in [RuleSet::Power, RuleSet::Cluster] {
+            let e = check_rules(&[sql], rules).expect_err(sql);
+            assert!(
+                e.message.contains(&format!(
+                    "add_column_constraint (line 1): ADD COLUMN 'c' with an inline {clause} clause is not supported in DSQL"
+                )),
+                "{sql}: {}",
+                e.message
+            );
+        }
+    }
+    // A plain column is fine, and DEFAULT stays dsql-lint's finding (reported once).
+    check_rules(&["ALTER TABLE t ADD COLUMN c int"], RuleSet::Cluster).unwrap();
+    let e = check_rules(
+        &["ALTER TABLE t ADD COLUMN c int DEFAULT 1 CHECK (c > 0)"],
+        RuleSet::Cluster,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message.matches("add_column_constraint").count(),
+        1,
+        "{}",
+        e.message
+    );
+}

@@ -483,6 +483,13 @@ async fn query_refuses_writes_in_both_modes() {
             "query does not support write operations. Use execute",
             "{flags:?}"
         );
+        // A read-only server says writes need the configuration; a server that allows
+        // writes says to use `execute`.
+        let refused = if flags.contains(&"--allow-writes") {
+            "query runs reads only; this server allows writes: run this statement with execute ("
+        } else {
+            "Your MCP server does not allow write operations"
+        };
         let insert = fails(
             &session,
             "query",
@@ -490,15 +497,11 @@ async fn query_refuses_writes_in_both_modes() {
         )
         .await;
         assert!(
-            insert.starts_with("Your MCP server does not allow write operations")
-                && insert.contains("INSERT"),
+            insert.starts_with(refused) && insert.contains("INSERT"),
             "{flags:?}: {insert}"
         );
         let drop = fails(&session, "query", json!({"sql": format!("DROP TABLE {t}")})).await;
-        assert!(
-            drop.starts_with("Your MCP server does not allow write operations"),
-            "{flags:?}: {drop}"
-        );
+        assert!(drop.starts_with(refused), "{flags:?}: {drop}");
         // A data-modifying CTE is a write too.
         let cte = fails(
             &session,
@@ -506,10 +509,7 @@ async fn query_refuses_writes_in_both_modes() {
             json!({"sql": format!("WITH x AS (DELETE FROM {t} RETURNING id) SELECT * FROM x")}),
         )
         .await;
-        assert!(
-            cte.starts_with("Your MCP server does not allow write operations"),
-            "{flags:?}: {cte}"
-        );
+        assert!(cte.starts_with(refused), "{flags:?}: {cte}");
         // Two statements, and transaction control, never pass.
         let two = fails(
             &session,
@@ -520,7 +520,7 @@ async fn query_refuses_writes_in_both_modes() {
         assert!(
             two.starts_with(
                 "Query contains patterns that could bypass read-only transaction controls"
-            ) || two.starts_with("Your MCP server does not allow write operations"),
+            ) || two.starts_with(refused),
             "{flags:?}: {two}"
         );
         session.close().await;

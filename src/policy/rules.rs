@@ -106,6 +106,9 @@ pub(crate) fn problems(statements: &[&str], rules: RuleSet) -> Vec<Problem> {
             });
         }
         for stmt in &statements {
+            if let Some(p) = add_column_constraint(stmt, n, &out) {
+                out.push(p);
+            }
             if guard::is_ddl(stmt) {
                 ddl += 1;
             } else if guard::is_dml(stmt) {
@@ -168,6 +171,52 @@ pub(crate) fn problems(statements: &[&str], rules: RuleSet) -> Vec<Problem> {
         });
     }
     out
+}
+
+/// `ALTER TABLE ... ADD COLUMN` with an inline CHECK, UNIQUE, PRIMARY KEY or generated
+/// clause: DSQL refuses every inline constraint there (`0A000 ALTER TABLE ADD COLUMN with
+/// constraint not supported`), but dsql-lint reports only DEFAULT, NOT NULL, REFERENCES and
+/// identity. Reported under dsql-lint's rule name, once per statement.
+fn add_column_constraint(stmt: &Statement, n: usize, found: &[Problem]) -> Option<Problem> {
+    const RULE: &str = "add_column_constraint";
+    if found.iter().any(|p| p.statement == n && p.rule == RULE) {
+        return None;
+    }
+    let Statement::AlterTable(at) = stmt else {
+        return None;
+    };
+    at.operations.iter().find_map(|op| {
+        let AlterTableOperation::AddColumn { column_def, .. } = op else {
+            return None;
+        };
+        let clause = column_def.options.iter().find_map(|o| match o.option {
+            ColumnOption::Check(_) => Some("CHECK"),
+            ColumnOption::Unique(_) => Some("UNIQUE"),
+            ColumnOption::PrimaryKey(_) => Some("PRIMARY KEY"),
+            ColumnOption::Generated { .. } => Some("GENERATED"),
+            _ => None,
+        })?;
+        let column = &column_def.name.value;
+        Some(Problem {
+            statement: n,
+            rule: RULE.into(),
+            line: 1,
+            message: format!(
+                "ADD COLUMN '{column}' with an inline {clause} clause is not supported in DSQL (ALTER TABLE ADD COLUMN takes no constraints)."
+            ),
+            suggestion: match clause {
+                "CHECK" => format!(
+                    "Add the column without it, then ALTER TABLE ... ADD CONSTRAINT ... CHECK (...) NOT VALID and ALTER TABLE ASYNC ... VALIDATE CONSTRAINT; or define '{column}' with its CHECK in CREATE TABLE."
+                ),
+                "UNIQUE" => format!(
+                    "Add the column without it, backfill, then CREATE UNIQUE INDEX ASYNC on '{column}' and ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX."
+                ),
+                _ => format!(
+                    "Define '{column}' with this clause when the table is created (recreate the table and copy the rows in batches), or add a plain column and backfill it."
+                ),
+            },
+        })
+    })
 }
 
 /// dsql-lint's on-wire (snake_case) name for a rule.

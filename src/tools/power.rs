@@ -21,7 +21,14 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -
         Placeholders::Numbered,
         Access::ReadOnly,
         &tb.config.allowed_functions,
-    )?;
+    )
+    .map_err(|e| match e {
+        // With writes allowed, the way to run a write is `execute`, not a configuration change.
+        PolicyError::WriteNotAllowed(why) if tb.access() == Access::ReadWrite => ToolError(format!(
+            "query runs reads only; this server allows writes: run this statement with execute ({why})"
+        )),
+        e => ToolError(e.to_string()),
+    })?;
     let mut work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
