@@ -486,7 +486,7 @@ async fn query_refuses_writes_in_both_modes() {
         // A read-only server says writes need the configuration; a server that allows
         // writes says to use `execute`.
         let refused = if flags.contains(&"--allow-writes") {
-            "query runs reads only; this server allows writes: run this statement with execute ("
+            "This tool runs reads only; the server allows writes: run the statement with execute ("
         } else {
             "Your MCP server does not allow write operations"
         };

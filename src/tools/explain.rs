@@ -11,7 +11,7 @@ use super::args::ArgReader;
 use super::{Output, ToolError, ToolResult, Toolbox};
 use crate::executor::{Control, Executor, Mode, Statement, Work};
 use crate::plan::{self, Plan};
-use crate::policy::{self, Access, Placeholders};
+use crate::policy;
 
 /// A row estimate this many times off the actual count is reported.
 const ESTIMATE_FACTOR: f64 = 10.0;
@@ -22,13 +22,7 @@ pub async fn explain(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>)
     a.finish().map_err(ToolError)?;
     let (executor, sql, parameters) = tb.statement_call("explain", args, "parameters")?;
     let parameters = parameters.unwrap_or_default();
-    let checked = policy::check_with(
-        &sql,
-        Some(parameters.len()),
-        Placeholders::Numbered,
-        Access::ReadOnly,
-        &tb.config.allowed_functions,
-    )?;
+    let checked = super::power::check_read(tb, &sql, parameters.len())?;
     if checked.command == "EXPLAIN" {
         return Err(ToolError(
             "pass the statement itself: explain adds EXPLAIN (and ANALYZE with analyze=true)"

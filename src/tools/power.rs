@@ -12,23 +12,32 @@ use super::{Output, ToolError, ToolResult, Toolbox};
 use crate::executor::{Control, Executor, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 
-pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
-    let (executor, sql, parameters) = tb.statement_call("query", args, "parameters")?;
-    let parameters = parameters.unwrap_or_default();
-    let checked = policy::check_with(
-        &sql,
-        Some(parameters.len()),
+/// The read-only check of the power's read tools (`query`, `explain`), `$n` placeholders.
+/// With writes allowed, a write is pointed at `execute` rather than at the configuration.
+pub(super) fn check_read(
+    tb: &Toolbox,
+    sql: &str,
+    parameters: usize,
+) -> Result<policy::Checked, ToolError> {
+    policy::check_with(
+        sql,
+        Some(parameters),
         Placeholders::Numbered,
         Access::ReadOnly,
         &tb.config.allowed_functions,
     )
     .map_err(|e| match e {
-        // With writes allowed, the way to run a write is `execute`, not a configuration change.
         PolicyError::WriteNotAllowed(why) if tb.access() == Access::ReadWrite => ToolError(format!(
-            "query runs reads only; this server allows writes: run this statement with execute ({why})"
+            "This tool runs reads only; the server allows writes: run the statement with execute ({why})"
         )),
         e => ToolError(e.to_string()),
-    })?;
+    })
+}
+
+pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+    let (executor, sql, parameters) = tb.statement_call("query", args, "parameters")?;
+    let parameters = parameters.unwrap_or_default();
+    let checked = check_read(tb, &sql, parameters.len())?;
     let mut work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
