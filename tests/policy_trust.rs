@@ -274,6 +274,8 @@ fn write_mode_refuses_writes_to_system_relations() {
         "GRANT ALL ON ALL TABLES IN SCHEMA pg_catalog TO app_user",
         "REVOKE SELECT ON pg_catalog.pg_class FROM PUBLIC",
         "CREATE SCHEMA information_schema",
+        "DROP FUNCTION pg_catalog.now()",
+        "DROP FUNCTION pg_sleep(double precision)",
     ] {
         match verdict(sql, RW) {
             Err(PolicyError::Injection(why)) => assert!(why.contains("system"), "{sql}: {why}"),

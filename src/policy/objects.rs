@@ -55,6 +55,8 @@ fn named_objects(stmt: &Statement) -> Vec<&ObjectName> {
     let mut out = Vec::new();
     match stmt {
         Statement::Drop { names, .. } => out.extend(names),
+        Statement::DropFunction(d) => out.extend(d.func_desc.iter().map(|f| &f.name)),
+        Statement::DropDomain(d) => out.push(&d.name),
         Statement::Comment { object_name, .. } => out.push(object_name),
         Statement::CreateSchema { schema_name, .. } => match schema_name {
             SchemaName::Simple(n) | SchemaName::NamedAuthorization(n, _) => out.push(n),
