@@ -32,40 +32,35 @@ async fn ours(db: &Client) -> Vec<(i32, String, String)> {
     .collect()
 }
 
-/// Waits (at most 20 s) until `n` connections of ours run a statement containing `needle`.
-async fn wait_running(db: &Client, needle: &str, n: usize) {
+/// Polls our connections (every 20 ms, at most 20 s) until `done` holds for them; panics
+/// with `what` and the last view otherwise.
+async fn wait_for_ours(db: &Client, what: &str, done: impl Fn(&[(i32, String, String)]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = ours(db).await;
-        let running = now
-            .iter()
-            .filter(|(_, state, q)| state == "active" && q.contains(needle))
-            .count();
-        if running >= n {
+        if done(&now) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{n} connections of ours should run {needle:?}: {now:?}"
-        );
+        assert!(Instant::now() < deadline, "{what}: {now:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// Waits (at most 20 s) until no connection of ours is left.
+/// Waits until `n` connections of ours run a statement containing `needle`.
+async fn wait_running(db: &Client, needle: &str, n: usize) {
+    let what = format!("{n} connections of ours should run {needle:?}");
+    wait_for_ours(db, &what, |now| {
+        now.iter()
+            .filter(|(_, state, q)| state == "active" && q.contains(needle))
+            .count()
+            >= n
+    })
+    .await;
+}
+
+/// Waits until no connection of ours is left.
 async fn all_gone(db: &Client) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = ours(db).await;
-        if now.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "connections of ours left: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_ours(db, "connections of ours left", |now| now.is_empty()).await;
 }
 
 /// A table `t` with one row (1, 0), writable by `admin`.

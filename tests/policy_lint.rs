@@ -205,14 +205,3 @@ fn a_transaction_block_is_never_split_between_chunks() {
         .collect();
     assert!(rules.contains(&"multi_ddl_transaction"), "{rules:?}");
 }
-
-#[test]
-#[ignore]
-fn timing_probe() {
-    for n in [1000usize, 4000, 10000] {
-        let sql = "SELECT 1;".repeat(n);
-        let t = Instant::now();
-        let _ = lint(&sql, false);
-        eprintln!("{n}: {:?}", t.elapsed());
-    }
-}

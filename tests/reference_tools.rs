@@ -525,13 +525,7 @@ async fn read_only_survives_a_terminated_backend() {
     let pid = first["result"][0]["pid"].as_i64().unwrap();
 
     // Kill the pooled backend while it is idle in the pool.
-    let killed: bool = db
-        .query_one("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(killed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    terminate_idle(&db, pid).await;
 
     let second = structured(&s.call("readonly_query", probe.clone()).await);
     assert_eq!(
@@ -551,13 +545,7 @@ async fn read_only_survives_a_terminated_backend() {
     // Kill it again, so the write below is the first call of a new connection: it reaches
     // the database (the guard allows the function) and the database refuses it.
     let pid = second["result"][0]["pid"].as_i64().unwrap();
-    let killed: bool = db
-        .query_one("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(killed);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    terminate_idle(&db, pid).await;
     let r = s
         .call(
             "readonly_query",
@@ -683,6 +671,17 @@ async fn tokens_and_sql_never_reach_the_logs() {
         "{}",
         s.stderr()
     );
+}
+
+/// Terminates backend `pid` (idle in the server's pool) and gives the server a moment to see it.
+async fn terminate_idle(db: &tokio_postgres::Client, pid: i64) {
+    let killed: bool = db
+        .query_one("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    tokio::time::sleep(Duration::from_millis(200)).await;
 }
 
 /// No connection of ours is left inside a transaction.

@@ -92,7 +92,7 @@ pub(crate) fn check(
     }
 
     // 3. Tokens: placeholders, nesting bound, leftovers of U& the pre-pass missed.
-    let mut tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
+    let tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
     token_checks(&tokens)?;
     lexers_agree(&text, &tokens)?;
     let highest = highest_placeholder(&tokens)?;
@@ -106,23 +106,10 @@ pub(crate) fn check(
         return Err(PolicyError::Injection(msg));
     }
 
-    // 4. Parse (fail closed). Whitespace and comments are dropped first (they are half the
-    // tokens, and the lexers already agreed on them); `TABLE t` is read as `SELECT * FROM t`.
-    tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
-    expand_table_queries(&mut tokens);
-    let statements = match parse_tokens(tokens) {
+    // 4. Parse (fail closed), as `parse_significant` reads SQL.
+    let statements = match parse_significant(&text, tokens) {
         Ok(s) => s,
-        Err(e) => {
-            // Rare: tokenize again rather than keep a copy of every token for this case.
-            let mut tokens =
-                tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
-            tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
-            expand_table_queries(&mut tokens);
-            match alter_table_async_retry(&tokens) {
-                Some(Ok(s)) => s,
-                _ => return Err(parse_error_finding(&tokens, &e, access)),
-            }
-        }
+        Err((e, tokens)) => return Err(parse_error_finding(&tokens, &e, access)),
     };
 
     // 5. Decide.
@@ -152,18 +139,39 @@ pub(crate) fn parse_tokens(tokens: Vec<TokenWithSpan>) -> Result<Vec<Statement>,
 
 /// Parses SQL text the way the guard does (used by the rule checker).
 pub(crate) fn parse_text(text: &str) -> Result<Vec<Statement>, String> {
-    let mut tokens = tokenize(text).map_err(|e| parse_failure(&e))?;
+    let tokens = tokenize(text).map_err(|e| parse_failure(&e))?;
     if longest_run(&tokens) > MAX_TOKEN_RUN {
         return Err(too_complex());
     }
-    tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
-    expand_table_queries(&mut tokens);
-    match parse_tokens(tokens.clone()) {
-        Ok(s) => Ok(s),
-        Err(e) => match alter_table_async_retry(&tokens) {
-            Some(Ok(s)) => Ok(s),
-            _ => Err(parse_failure(&e)),
-        },
+    parse_significant(text, tokens).map_err(|(e, _)| parse_failure(&e))
+}
+
+/// Parses `text`'s `tokens` (whitespace included, as the tokenizer gave them) the one way
+/// the guard and the rule checker both read SQL: whitespace and comments dropped (half the
+/// tokens; the lexers already agreed on them), `TABLE t` read as `SELECT * FROM t`, and the
+/// `ALTER TABLE async` retry. On failure, the error and the significant tokens (for a
+/// specific finding). The tokens are not copied for the rare retry: they are made again.
+fn parse_significant(
+    text: &str,
+    mut tokens: Vec<TokenWithSpan>,
+) -> Result<Vec<Statement>, (ParserError, Vec<TokenWithSpan>)> {
+    let significant = |mut tokens: Vec<TokenWithSpan>| {
+        tokens.retain(|t| !matches!(t.token, Token::Whitespace(_)));
+        expand_table_queries(&mut tokens);
+        tokens
+    };
+    tokens = significant(tokens);
+    let e = match parse_tokens(tokens) {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
+    let tokens = match tokenize(text) {
+        Ok(t) => significant(t),
+        Err(t) => return Err((t, Vec::new())),
+    };
+    match alter_table_async_retry(&tokens) {
+        Some(Ok(s)) => Ok(s),
+        _ => Err((e, tokens)),
     }
 }
 
