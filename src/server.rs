@@ -36,7 +36,7 @@ use crate::connection::error::capped;
 use crate::executor::{Control, Event, Observer};
 use crate::knowledge::{prompts, resources};
 use crate::stdio::MCP_REQUEST_METHODS;
-use crate::tools::{Output, ToolError, Toolbox, truncation_note};
+use crate::tools::{Caller, Output, ToolError, Toolbox, truncation_note};
 use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
 
 /// What the server tells an agent about itself at `initialize`.
@@ -55,6 +55,8 @@ DSQL compatibility without a cluster.";
 #[derive(Clone)]
 pub struct DsqlServer {
     toolbox: Arc<Toolbox>,
+    /// Who this session's calls act for (on stdio: the local user, `Caller::local`).
+    caller: Arc<Caller>,
     /// The lowest level of log notification the client wants (`logging/setLevel`).
     min_level: Arc<AtomicU8>,
     /// The calls in flight, and how to stop them all.
@@ -95,8 +97,10 @@ const NOTIFY_BOUND: Duration = Duration::from_millis(500);
 
 impl DsqlServer {
     pub fn new(toolbox: Toolbox) -> DsqlServer {
+        let caller = Caller::local(&toolbox.config);
         DsqlServer {
             toolbox: Arc::new(toolbox),
+            caller: Arc::new(caller),
             min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
             calls: Stopper::default(),
         }
@@ -301,7 +305,7 @@ impl ServerHandler for DsqlServer {
             context.meta.get_progress_token(),
         );
         let ctl = self.control(&context.ct, &observer);
-        let Some(result) = self.toolbox.call(name, &args, &ctl).await else {
+        let Some(result) = self.toolbox.call(name, &args, &self.caller, &ctl).await else {
             return Err(McpError::invalid_params(
                 format!("Unknown tool: {name}"),
                 None,

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
-use super::{Output, ToolError, ToolResult, Toolbox};
+use super::{Call, Output, ToolError, ToolResult};
 use crate::executor::{Control, Executor, Mode, Statement, Work};
 use crate::plan::{self, Plan};
 use crate::policy;
@@ -16,7 +16,7 @@ use crate::policy;
 /// A row estimate this many times off the actual count is reported.
 const ESTIMATE_FACTOR: f64 = 10.0;
 
-pub async fn explain(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn explain(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("explain", args);
     let analyze = a.boolean_or("analyze", false);
     a.finish().map_err(ToolError)?;
@@ -111,7 +111,7 @@ const INDEX_LEADS: &str = "SELECT n.nspname AS schema_name, c.relname AS table_n
      WHERE c.oid = pg_catalog.to_regclass($1)";
 
 async fn findings(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     executor: &Executor,
     parsed: &Plan,
     ctl: &Control<'_>,
@@ -128,7 +128,7 @@ async fn findings(
 /// The missing-index finding for the first equality column no index leads with, if the
 /// suggested `CREATE INDEX ASYNC` passes the rule checker.
 async fn missing_index(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     executor: &Executor,
     relation: &str,
     columns: &[String],

@@ -8,12 +8,12 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
-use super::{Output, ToolError, ToolResult, Toolbox};
+use super::{Call, Output, ToolError, ToolResult};
 use crate::executor::Control;
 use crate::jobs::{self, WaitError};
 
 pub async fn wait_for_job(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     args: &Map<String, Value>,
     ctl: &Control<'_>,
 ) -> ToolResult {
@@ -48,7 +48,7 @@ pub async fn wait_for_job(
     }
 }
 
-pub async fn list_jobs(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn list_jobs(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("list_jobs", args);
     let status = a.string_or("status", "");
     a.finish().map_err(ToolError)?;

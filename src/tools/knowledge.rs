@@ -9,13 +9,13 @@
 use serde_json::{Map, Value};
 
 use super::args::ArgReader;
-use super::{Output, ToolError, ToolResult, Toolbox};
+use super::{Call, Output, ToolError, ToolResult};
 use crate::executor::Control;
 use crate::knowledge::{self, KnowledgeClient, KnowledgeError, guides};
 
 /// One remote call, abandoned if the client cancels the MCP request.
 async fn remote(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     tool: &str,
     arguments: Map<String, Value>,
     ctl: &Control<'_>,
@@ -34,7 +34,7 @@ fn put(arguments: &mut Map<String, Value>, name: &str, value: Option<Value>) {
 }
 
 pub async fn search_documentation(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     args: &Map<String, Value>,
     ctl: &Control<'_>,
 ) -> ToolResult {
@@ -57,7 +57,7 @@ pub async fn search_documentation(
 }
 
 pub async fn read_documentation(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     args: &Map<String, Value>,
     ctl: &Control<'_>,
 ) -> ToolResult {
@@ -80,7 +80,7 @@ pub async fn read_documentation(
     Ok(Output::Text(answer))
 }
 
-pub async fn recommend(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn recommend(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("dsql_recommend", args);
     let url = a.string("url");
     a.finish().map_err(ToolError)?;

@@ -6,6 +6,7 @@
 //! `anyOf` with `null`, defaults), which is part of being a drop-in replacement.
 
 pub mod args;
+pub mod caller;
 pub mod explain;
 pub mod jobs;
 pub mod knowledge;
@@ -22,6 +23,8 @@ use serde_json::{Map, Value, json};
 use crate::config::Config;
 use crate::executor::{Control, Executor, Truncation};
 use crate::policy::Access;
+
+pub use caller::{Call, Caller};
 
 /// The message every database tool answers with when no cluster is configured.
 pub const NOT_CONFIGURED: &str =
@@ -72,6 +75,7 @@ impl Toolbox {
             .ok_or_else(|| ToolError(NOT_CONFIGURED.to_owned()))
     }
 
+    /// The server's own access mode (a call's may be lower: `Call::access`).
     pub fn access(&self) -> Access {
         self.config.access
     }
@@ -104,23 +108,25 @@ impl Toolbox {
         &self,
         name: &str,
         args: &Map<String, Value>,
+        caller: &Caller,
         ctl: &Control<'_>,
     ) -> Option<ToolResult> {
+        let tb = &Call::new(self, caller);
         Some(match name {
-            "readonly_query" => reference::readonly_query(self, args, ctl).await,
-            "transact" => reference::transact(self, args, ctl).await,
-            "get_schema" => reference::get_schema(self, args, ctl).await,
+            "readonly_query" => reference::readonly_query(tb, args, ctl).await,
+            "transact" => reference::transact(tb, args, ctl).await,
+            "get_schema" => reference::get_schema(tb, args, ctl).await,
             "dsql_lint" => lint::dsql_lint(args),
-            "query" => power::query(self, args, ctl).await,
-            "execute" => power::execute(self, args, ctl).await,
-            "list_tables" => power::list_tables(self, args, ctl).await,
-            "describe_table" => power::describe_table(self, args, ctl).await,
-            "wait_for_job" => jobs::wait_for_job(self, args, ctl).await,
-            "list_jobs" => jobs::list_jobs(self, args, ctl).await,
-            "explain" => explain::explain(self, args, ctl).await,
-            "dsql_search_documentation" => knowledge::search_documentation(self, args, ctl).await,
-            "dsql_read_documentation" => knowledge::read_documentation(self, args, ctl).await,
-            "dsql_recommend" => knowledge::recommend(self, args, ctl).await,
+            "query" => power::query(tb, args, ctl).await,
+            "execute" => power::execute(tb, args, ctl).await,
+            "list_tables" => power::list_tables(tb, args, ctl).await,
+            "describe_table" => power::describe_table(tb, args, ctl).await,
+            "wait_for_job" => jobs::wait_for_job(tb, args, ctl).await,
+            "list_jobs" => jobs::list_jobs(tb, args, ctl).await,
+            "explain" => explain::explain(tb, args, ctl).await,
+            "dsql_search_documentation" => knowledge::search_documentation(tb, args, ctl).await,
+            "dsql_read_documentation" => knowledge::read_documentation(tb, args, ctl).await,
+            "dsql_recommend" => knowledge::recommend(tb, args, ctl).await,
             _ => return None,
         })
     }

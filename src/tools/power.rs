@@ -8,14 +8,14 @@ use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
 use super::names::{self, Name};
-use super::{Output, ToolError, ToolResult, Toolbox};
+use super::{Call, Output, ToolError, ToolResult};
 use crate::executor::{Control, Executor, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 
 /// The read-only check of the power's read tools (`query`, `explain`), `$n` placeholders.
 /// With writes allowed, a write is pointed at `execute` rather than at the configuration.
 pub(super) fn check_read(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     sql: &str,
     parameters: usize,
 ) -> Result<policy::Checked, ToolError> {
@@ -34,7 +34,7 @@ pub(super) fn check_read(
     })
 }
 
-pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn query(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let (executor, sql, parameters) = tb.statement_call("query", args, "parameters")?;
     let parameters = parameters.unwrap_or_default();
     let checked = check_read(tb, &sql, parameters.len())?;
@@ -57,7 +57,7 @@ pub async fn query(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -
     Ok(Output::Structured(rows_json(outcome)))
 }
 
-pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let (executor, sql, parameters) = tb.statement_call("execute", args, "parameters")?;
     if tb.access() == Access::ReadOnly {
         return Err(ToolError(
@@ -109,7 +109,11 @@ pub async fn execute(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>)
     Ok(Output::Structured(result))
 }
 
-pub async fn list_tables(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn list_tables(
+    tb: &Call<'_>,
+    args: &Map<String, Value>,
+    ctl: &Control<'_>,
+) -> ToolResult {
     let mut a = ArgReader::new("list_tables", args);
     let schema = a.string_or("schema", "public");
     let include_views = a.boolean_or("include_views", false);
@@ -233,7 +237,7 @@ const DESCRIBE_CONSTRAINTS: &str = concat!(
 );
 
 pub async fn describe_table(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     args: &Map<String, Value>,
     ctl: &Control<'_>,
 ) -> ToolResult {

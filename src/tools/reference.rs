@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::args::ArgReader;
 use super::names;
-use super::{Output, ToolError, ToolResult, Toolbox};
+use super::{Call, Output, ToolError, ToolResult};
 use crate::executor::{Control, ExecError, Mode, Statement, Work};
 use crate::policy::{self, Access, Placeholders, StatementKind};
 
@@ -16,7 +16,7 @@ use crate::policy::{self, Access, Placeholders, StatementKind};
 const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 
 pub async fn readonly_query(
-    tb: &Toolbox,
+    tb: &Call<'_>,
     args: &Map<String, Value>,
     ctl: &Control<'_>,
 ) -> ToolResult {
@@ -48,7 +48,7 @@ pub async fn readonly_query(
     }
 }
 
-pub async fn transact(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn transact(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("transact", args);
     let sql_list = a.strings("sql_list");
     let params_list = a.value_lists("params_list");
@@ -109,7 +109,7 @@ pub async fn transact(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>
     }
 }
 
-pub async fn get_schema(tb: &Toolbox, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
+pub async fn get_schema(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let mut a = ArgReader::new("get_schema", args);
     let table_name = a.string("table_name");
     a.finish().map_err(ToolError)?;
