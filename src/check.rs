@@ -27,10 +27,11 @@ use aws_credential_types::provider::ProvideCredentials;
 use deadpool::managed::Manager as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::config::{Config, Database};
+use crate::config::{ClusterConfig, Config, Database};
 use crate::connection::pool::{Manager, PgConnection};
 use crate::connection::token::{Action, TOKEN_LIFETIME, TokenMinter};
 use crate::connection::{ConnectError, DbError, tls};
+use crate::policy::Access;
 use crate::sandbox::Sandbox;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -76,6 +77,19 @@ impl Report {
     }
 }
 
+const AFTER_CONFIG: &[&str] = &[
+    "credentials",
+    "token",
+    "tcp",
+    "tls",
+    "connect",
+    "server version",
+    "tables",
+    "select 1",
+    "role",
+    "schemas",
+];
+
 /// The report when the flags and environment themselves are invalid.
 pub fn config_failed(e: &crate::config::ConfigError) -> ExitCode {
     let mut report = Report {
@@ -104,18 +118,6 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
         failed: 0,
         warned: 0,
     };
-    const AFTER_CONFIG: &[&str] = &[
-        "credentials",
-        "token",
-        "tcp",
-        "tls",
-        "connect",
-        "server version",
-        "tables",
-        "select 1",
-        "role",
-        "schemas",
-    ];
     match local {
         Local::No => {}
         Local::Started(sandbox) => {
@@ -152,7 +154,7 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
         }
     }
 
-    let Some(db) = &config.database else {
+    if config.clusters.is_empty() {
         report.fail(
             "endpoint",
             format!(
@@ -164,7 +166,30 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
         );
         report.skip(AFTER_CONFIG, "no cluster configured");
         return report.finish();
-    };
+    }
+    // Every configured cluster, each in its own named section when there are several.
+    let several = config.clusters.len() > 1;
+    let mut minter = minter;
+    for cluster in &config.clusters {
+        if several {
+            let default = if cluster.name == config.default_cluster {
+                ", the default"
+            } else {
+                ""
+            };
+            println!("== cluster {}{default} ==", cluster.name); // stdout-ok
+        }
+        check_cluster(&mut report, cluster, minter.take()).await;
+    }
+    report.finish()
+}
+
+/// The steps after the configuration, for one cluster.
+async fn check_cluster(report: &mut Report, cluster: &ClusterConfig, minter: Option<TokenMinter>) {
+    let report = &mut *report;
+    let db = &cluster.database;
+    let access = cluster.access;
+
     let minter = minter.unwrap_or_else(|| TokenMinter::new(db));
     report.ok(
         "endpoint",
@@ -187,9 +212,9 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
             "credentials",
             "none needed: the sandbox authenticates this server with its own password",
         );
-    } else if !credentials(&mut report, db, &minter).await {
+    } else if !credentials(report, db, &minter).await {
         report.skip(&AFTER_CONFIG[1..], "no credentials");
-        return report.finish();
+        return;
     }
     match minter.mint().await {
         Ok(_) if minter.uses_password() => report.ok(
@@ -210,26 +235,25 @@ pub async fn run(config: &Config, local: Local<'_>, minter: Option<TokenMinter>)
                 "check the region and the credentials above",
             );
             report.skip(&AFTER_CONFIG[2..], "no token");
-            return report.finish();
+            return;
         }
     }
 
-    let Some(stream) = tcp(&mut report, db).await else {
+    let Some(stream) = tcp(report, db).await else {
         report.skip(&AFTER_CONFIG[3..], "the endpoint is unreachable");
-        return report.finish();
+        return;
     };
-    if !tls_handshake(&mut report, db, stream).await {
+    if !tls_handshake(report, db, stream).await {
         report.skip(&AFTER_CONFIG[4..], "TLS failed");
-        return report.finish();
+        return;
     }
 
-    let Some(conn) = connect(&mut report, db, config, minter).await else {
+    let Some(conn) = connect(report, db, access, minter).await else {
         report.skip(&AFTER_CONFIG[5..], "not connected");
-        return report.finish();
+        return;
     };
-    queries(&mut report, &conn).await;
-    privileges(&mut report, db, config, &conn).await;
-    report.finish()
+    queries(report, &conn).await;
+    privileges(report, db, access, &conn).await;
 }
 
 async fn credentials(report: &mut Report, db: &Database, minter: &TokenMinter) -> bool {
@@ -462,7 +486,7 @@ async fn tls_handshake(
 async fn connect(
     report: &mut Report,
     db: &Database,
-    config: &Config,
+    access: Access,
     minter: TokenMinter,
 ) -> Option<PgConnection> {
     let secret = if minter.uses_password() {
@@ -470,7 +494,7 @@ async fn connect(
     } else {
         "a fresh token"
     };
-    let manager = match Manager::with_minter(db, config.access, minter) {
+    let manager = match Manager::with_minter(db, access, minter) {
         Ok(m) => m,
         Err(e) => {
             report.fail("connect", e.to_string(), "fix the TLS configuration above");
@@ -556,7 +580,7 @@ const USER_SCHEMAS: &str = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'inform
 
 /// What the configured role may do, and a warning when a read-only server's role can
 /// write (then only the SQL guard stands between an agent and a write).
-async fn privileges(report: &mut Report, db: &Database, config: &Config, conn: &PgConnection) {
+async fn privileges(report: &mut Report, db: &Database, access: Access, conn: &PgConnection) {
     let client = &conn.client;
     let fix = "the role needs to read pg_roles, pg_namespace and pg_class";
     let role = tokio::time::timeout(
@@ -645,7 +669,7 @@ async fn privileges(report: &mut Report, db: &Database, config: &Config, conn: &
             list(&write_in)
         ),
     );
-    if config.access != crate::policy::Access::ReadOnly {
+    if access != Access::ReadOnly {
         return;
     }
     let mut can = Vec::new();

@@ -8,6 +8,10 @@
 //!
 //! Flags win over the environment. A missing cluster is not an error: the server starts
 //! without database tools' backing ("docs-only"), as the reference does.
+//!
+//! Or several clusters, from `--clusters FILE` (`cluster_file.rs`). Either way the result is
+//! a list of [`ClusterConfig`]s and the default's name: the flags' cluster is a list of one
+//! named [`FLAGS_CLUSTER`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +20,13 @@ use clap::Parser;
 
 use crate::executor::{Limits, RetryPolicy};
 use crate::policy::{Access, AllowedFunctions, RuleSet};
+
+/// The name of the one cluster configured by flags or environment (what an HTTP
+/// credential's `clusters = [...]` names to reach it).
+pub const FLAGS_CLUSTER: &str = "default";
+
+/// The database port when none is given (DSQL's).
+pub const DEFAULT_PORT: u16 = 5432;
 
 /// The reference server's effective knowledge-server default (its argparse default).
 pub const DEFAULT_KNOWLEDGE_SERVER: &str = "https://xmfe3hc3pk.execute-api.us-east-2.amazonaws.com";
@@ -63,14 +74,9 @@ pub struct Args {
     )]
     pub knowledge_timeout: f64,
 
-    /// Database port (DSQL listens on 5432; change it only for a local stand-in).
-    #[arg(
-        global = true,
-        long = "port",
-        value_name = "PORT",
-        default_value_t = 5432
-    )]
-    pub port: u16,
+    /// Database port [default: 5432] (DSQL listens on 5432; change it only for a local stand-in).
+    #[arg(global = true, long = "port", value_name = "PORT")]
+    pub port: Option<u16>,
 
     /// PEM file of the CA that signs the server certificate, instead of the system and
     /// webpki roots (for a local stand-in). Verification is always on.
@@ -152,8 +158,15 @@ pub struct Args {
     /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
     /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally"). Connects
     /// as `admin`, or as the read-only `reader` with `--database_user reader`.
-    #[arg(global = true, long = "local", conflicts_with = "cluster_endpoint")]
+    #[arg(global = true, long = "local", conflicts_with_all = ["cluster_endpoint", "clusters"])]
     pub local: bool,
+
+    /// Serve several clusters from a TOML file (`default = "name"` and one
+    /// `[clusters.NAME]` table each: endpoint, region, user, profile, port, ssl_root_cert,
+    /// allow_writes, max_rows, max_result_bytes, query_timeout, pool_size; see README).
+    /// Replaces --cluster_endpoint, --database_user, --region, --port and --allow-writes.
+    #[arg(global = true, long = "clusters", value_name = "FILE")]
+    pub clusters: Option<PathBuf>,
 
     /// With --local: keep the sandbox's data in this folder between runs.
     #[arg(
@@ -203,14 +216,35 @@ impl Database {
     }
 }
 
+/// One configured cluster: where it is, its own access mode and its own bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// [`FLAGS_CLUSTER`] for the flags' cluster; the table name in a clusters file.
+    pub name: String,
+    pub database: Database,
+    /// What calls may do on this cluster (a caller's ceiling may lower it, never raise it).
+    pub access: Access,
+    /// Bounds on one call (the result budget in it is the process-wide one).
+    pub limits: Limits,
+    /// Connections its pool may hold at once.
+    pub pool_size: usize,
+}
+
 /// The resolved configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `None` when endpoint, user or region could not be resolved: database tools then
-    /// answer "Database not configured".
-    pub database: Option<Database>,
-    /// What is missing when `database` is `None`, for the start-up warning.
+    /// The configured clusters, sorted by name. Empty when endpoint, user or region could
+    /// not be resolved: database tools then answer "Database not configured".
+    pub clusters: Vec<ClusterConfig>,
+    /// The cluster a call uses when it names none (the only one without a file).
+    pub default_cluster: String,
+    /// Whether the clusters came from `--clusters FILE`.
+    pub from_file: bool,
+    /// What is missing when no cluster is configured, for the start-up warning.
     pub missing: Vec<&'static str>,
+    /// The most any cluster allows (`--allow-writes`, or any `allow_writes = true` of the
+    /// file): the local caller's ceiling. A call's access is its cluster's mode, lowered
+    /// by the caller's ceiling (`Call::access`).
     pub access: Access,
     /// `--allow-function` names.
     pub allowed_functions: AllowedFunctions,
@@ -259,6 +293,18 @@ impl Env {
 }
 
 impl Config {
+    /// The default cluster's database (the only one's, without a file).
+    pub fn database(&self) -> Option<&Database> {
+        self.default_cluster_config().map(|c| &c.database)
+    }
+
+    /// The default cluster.
+    pub fn default_cluster_config(&self) -> Option<&ClusterConfig> {
+        self.clusters
+            .iter()
+            .find(|c| c.name == self.default_cluster)
+    }
+
     /// Resolves flags and environment into a configuration.
     pub fn from_args(args: Args, env: &Env) -> Result<Config, ConfigError> {
         let knowledge_server = validate_knowledge_url(&args.knowledge_server)?;
@@ -293,6 +339,119 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
         };
+        if args.port == Some(0) {
+            return Err(ConfigError::Invalid(
+                "--port must be between 1 and 65535".into(),
+            ));
+        }
+        let limits = Limits {
+            timeout: Duration::from_secs_f64(args.query_timeout),
+            max_rows: args.max_rows,
+            max_bytes: args.max_result_bytes,
+            budget_bytes: 0, // set below, once every cluster's max_bytes is known
+        };
+        let mut missing = Vec::new();
+        let (mut clusters, default_cluster) = match &args.clusters {
+            Some(path) => {
+                // The file describes every cluster: a flag that describes one is a mistake
+                // (which would win?), so it is refused rather than ignored.
+                let one_cluster_flags = [
+                    ("--cluster_endpoint", args.cluster_endpoint.is_some()),
+                    ("the CLUSTER environment variable", env.cluster.is_some()),
+                    ("--database_user", args.database_user.is_some()),
+                    ("--region", args.region.is_some()),
+                    ("--port", args.port.is_some()),
+                    ("--allow-writes", args.allow_writes),
+                ];
+                if let Some((flag, _)) = one_cluster_flags.iter().find(|(_, given)| *given) {
+                    return Err(ConfigError::Invalid(format!(
+                        "--clusters and {flag} cannot be used together: the clusters file describes every cluster (endpoint, region, user, port, allow_writes per cluster); remove {flag} or put it in the file"
+                    )));
+                }
+                let defaults = crate::cluster_file::Defaults {
+                    profile: trimmed(&args.profile).or_else(|| env.aws_profile.clone()),
+                    ssl_root_cert: args.ssl_root_cert.clone(),
+                    limits,
+                    pool_size: crate::connection::pool::MAX_SIZE,
+                };
+                let resolved = crate::cluster_file::load(path, &defaults)?;
+                (resolved.clusters, resolved.default)
+            }
+            None => {
+                let database = Self::flags_database(&args, env, &mut missing)?;
+                let clusters = database
+                    .map(|database| ClusterConfig {
+                        name: FLAGS_CLUSTER.to_owned(),
+                        database,
+                        access: if args.allow_writes {
+                            Access::ReadWrite
+                        } else {
+                            Access::ReadOnly
+                        },
+                        limits,
+                        pool_size: crate::connection::pool::MAX_SIZE,
+                    })
+                    .into_iter()
+                    .collect();
+                (clusters, FLAGS_CLUSTER.to_owned())
+            }
+        };
+        // One process-wide budget: by default large enough for one whole result of the
+        // cluster with the largest bound.
+        let largest = clusters
+            .iter()
+            .map(|c| c.limits.max_bytes)
+            .fold(args.max_result_bytes, usize::max);
+        let budget_bytes = args
+            .result_memory_bytes
+            .unwrap_or_else(|| crate::executor::default_budget(largest));
+        for c in &mut clusters {
+            c.limits.budget_bytes = budget_bytes;
+        }
+        let access = if clusters.iter().any(|c| c.access == Access::ReadWrite) || args.allow_writes
+        {
+            Access::ReadWrite
+        } else {
+            Access::ReadOnly
+        };
+
+        let allowed_functions =
+            AllowedFunctions::parse(&args.allow_function).map_err(ConfigError::Invalid)?;
+        Ok(Config {
+            clusters,
+            default_cluster,
+            from_file: args.clusters.is_some(),
+            missing,
+            allowed_functions,
+            access,
+            rules: args.rules,
+            knowledge_server,
+            knowledge_timeout: Duration::from_secs_f64(args.knowledge_timeout),
+            limits: Limits {
+                budget_bytes,
+                ..limits
+            },
+            retry: RetryPolicy {
+                max_retries: args.occ_retries,
+                base: Duration::from_millis(args.occ_backoff_ms),
+                cap: Duration::from_millis(args.occ_backoff_max_ms),
+            },
+        })
+    }
+
+    /// The one cluster of the reference's flags and the power's environment, or `None`
+    /// (with what is missing) when they do not name one.
+    fn flags_database(
+        args: &Args,
+        env: &Env,
+        missing: &mut Vec<&'static str>,
+    ) -> Result<Option<Database>, ConfigError> {
+        let trimmed = |s: &Option<String>| {
+            s.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
         let flag_endpoint = trimmed(&args.cluster_endpoint);
         let from_env = flag_endpoint.is_none() && env.cluster.is_some();
         let raw_endpoint = flag_endpoint.or_else(|| trimmed(&env.cluster));
@@ -311,7 +470,6 @@ impl Config {
 
         let user = trimmed(&args.database_user).or_else(|| from_env.then(|| "admin".to_owned()));
 
-        let mut missing = Vec::new();
         if endpoint.is_none() {
             missing.push(if raw_endpoint.is_some() {
                 "--region (needed to expand the CLUSTER id)"
@@ -326,50 +484,16 @@ impl Config {
             missing.push("--region (or REGION)");
         }
 
-        let database = match (endpoint, user, region) {
+        Ok(match (endpoint, user, region) {
             (Some(endpoint), Some(user), Some(region)) => Some(Database {
                 endpoint,
-                port: args.port,
+                port: args.port.unwrap_or(DEFAULT_PORT),
                 user,
                 region,
                 profile: trimmed(&args.profile).or_else(|| env.aws_profile.clone()),
                 ssl_root_cert: args.ssl_root_cert.clone(),
             }),
             _ => None,
-        };
-        if args.port == 0 {
-            return Err(ConfigError::Invalid(
-                "--port must be between 1 and 65535".into(),
-            ));
-        }
-
-        let allowed_functions =
-            AllowedFunctions::parse(&args.allow_function).map_err(ConfigError::Invalid)?;
-        Ok(Config {
-            database,
-            missing,
-            allowed_functions,
-            access: if args.allow_writes {
-                Access::ReadWrite
-            } else {
-                Access::ReadOnly
-            },
-            rules: args.rules,
-            knowledge_server,
-            knowledge_timeout: Duration::from_secs_f64(args.knowledge_timeout),
-            limits: Limits {
-                timeout: Duration::from_secs_f64(args.query_timeout),
-                max_rows: args.max_rows,
-                max_bytes: args.max_result_bytes,
-                budget_bytes: args
-                    .result_memory_bytes
-                    .unwrap_or_else(|| crate::executor::default_budget(args.max_result_bytes)),
-            },
-            retry: RetryPolicy {
-                max_retries: args.occ_retries,
-                base: Duration::from_millis(args.occ_backoff_ms),
-                cap: Duration::from_millis(args.occ_backoff_max_ms),
-            },
         })
     }
 }
@@ -389,7 +513,7 @@ pub fn region_of_endpoint(endpoint: &str) -> Option<String> {
     (service.starts_with("dsql") && !region.is_empty()).then(|| region.to_owned())
 }
 
-fn validate_host(host: &str) -> Result<String, ConfigError> {
+pub(crate) fn validate_host(host: &str) -> Result<String, ConfigError> {
     let ok = !host.is_empty()
         && host.len() <= 253
         && host
@@ -458,7 +582,7 @@ mod tests {
             &Env::default(),
         )
         .unwrap();
-        let db = c.database.unwrap();
+        let db = c.database().unwrap().clone();
         assert_eq!(db.endpoint, "abc.dsql.us-east-1.on.aws");
         assert_eq!(db.port, 5432);
         assert!(db.is_admin());
@@ -502,7 +626,7 @@ mod tests {
             ..Env::default()
         };
         let c = Config::from_args(args(&[]), &env).unwrap();
-        let db = c.database.unwrap();
+        let db = c.database().unwrap().clone();
         assert_eq!(
             db.endpoint,
             "abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws"
@@ -535,7 +659,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let db = c.database.unwrap();
+        let db = c.database().unwrap().clone();
         assert_eq!(db.endpoint, "other.dsql.us-west-2.on.aws");
         assert_eq!(db.region, "us-west-2");
         assert_eq!(db.user, "app");
@@ -561,15 +685,16 @@ mod tests {
         };
         let db = Config::from_args(args(&[]), &env)
             .unwrap()
-            .database
-            .unwrap();
+            .database()
+            .unwrap()
+            .clone();
         assert_eq!(db.region, "us-east-2");
     }
 
     #[test]
     fn missing_pieces_leave_database_unconfigured() {
         let c = Config::from_args(args(&[]), &Env::default()).unwrap();
-        assert!(c.database.is_none());
+        assert!(c.database().is_none());
         assert_eq!(
             c.missing,
             vec![
@@ -584,7 +709,7 @@ mod tests {
             &Env::default(),
         )
         .unwrap();
-        assert!(c.database.is_none());
+        assert!(c.database().is_none());
         assert_eq!(c.missing, vec!["--database_user"]);
         // A bare cluster id cannot be expanded without a region.
         let env = Env {
@@ -592,7 +717,7 @@ mod tests {
             ..Env::default()
         };
         let c = Config::from_args(args(&[]), &env).unwrap();
-        assert!(c.database.is_none());
+        assert!(c.database().is_none());
         assert_eq!(
             c.missing,
             vec!["--region (needed to expand the CLUSTER id)"]

@@ -446,6 +446,13 @@ impl Executor {
         }
     }
 
+    /// Holds this executor's results to `other`'s budget instead of its own: the budget is
+    /// process-wide, however many pools the process has.
+    pub fn sharing_budget_of(mut self, other: &Executor) -> Executor {
+        self.budget = other.budget.clone();
+        self
+    }
+
     /// Applies `rewriter` to every statement of every unit, before it is prepared.
     pub fn with_rewriter(mut self, rewriter: Rewriter) -> Executor {
         self.rewriter = Some(rewriter);

@@ -4,6 +4,8 @@
 //! See ARCHITECTURE.md for the map of modules and the path of one tool call.
 
 pub mod check;
+pub mod cluster_file;
+pub mod clusters;
 pub mod config;
 pub mod connection;
 pub mod executor;

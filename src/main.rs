@@ -6,16 +6,14 @@
 #![recursion_limit = "256"]
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use rmcp::ServiceExt;
 
 use aurora_dsql_mcp_server::check;
+use aurora_dsql_mcp_server::clusters::{self, Clusters};
 use aurora_dsql_mcp_server::config::{Args, Command, Config, Env};
-use aurora_dsql_mcp_server::connection::pool;
 use aurora_dsql_mcp_server::connection::token::TokenMinter;
-use aurora_dsql_mcp_server::executor::Executor;
 use aurora_dsql_mcp_server::sandbox::{self, Sandbox};
 use aurora_dsql_mcp_server::server::DsqlServer;
 use aurora_dsql_mcp_server::stdio::FrontDoor;
@@ -82,7 +80,7 @@ async fn run(mut args: Args) -> ExitCode {
                     .or_else(|| env.aws_region.clone())
                     .unwrap_or_else(|| sandbox::DEFAULT_REGION.to_owned());
                 args.cluster_endpoint = Some("localhost".into());
-                args.port = sb.port();
+                args.port = Some(sb.port());
                 args.database_user = user.ok();
                 args.region = Some(region);
                 args.ssl_root_cert = Some(sb.ca_path().to_path_buf());
@@ -107,7 +105,7 @@ async fn run(mut args: Args) -> ExitCode {
         }
         Ok(config) => {
             // The sandbox's connections send its per-run password instead of a token.
-            let minter = match (&sandbox, &config.database) {
+            let minter = match (&sandbox, config.database()) {
                 (Some(sb), Some(db)) => Some(sb.minter(db)),
                 _ => None,
             };
@@ -139,42 +137,39 @@ async fn serve(
     local: bool,
     stop: &mut Stop,
 ) -> ExitCode {
-    let executor = match &config.database {
-        Some(db) => {
-            let built = match minter {
-                Some(minter) => {
-                    pool::Manager::with_minter(db, config.access, minter).and_then(pool::build_with)
-                }
-                None => pool::build(db, config.access),
-            };
-            match built {
-                Ok(pool) => {
-                    tracing::info!(
-                        endpoint = %db.endpoint, port = db.port, user = %db.user, region = %db.region,
-                        access = ?config.access, local, "database configured"
-                    );
-                    let mut executor = Executor::new(pool, config.limits, config.retry);
-                    if local {
-                        executor = executor.with_rewriter(sandbox::rewriter());
-                    }
-                    Some(Arc::new(executor))
-                }
-                Err(e) => {
-                    complain(format_args!("{e}"));
-                    return ExitCode::from(1);
-                }
-            }
+    let local_parts = minter.map(|minter| clusters::Local {
+        minter,
+        rewriter: sandbox::rewriter(),
+    });
+    let registry = match Clusters::build(&config, local_parts) {
+        Ok(registry) => registry,
+        Err((name, e)) if config.from_file => {
+            complain(format_args!("cluster {name}: {e}"));
+            return ExitCode::from(1);
         }
-        None => {
-            tracing::warn!(
-                missing = %config.missing.join(", "),
-                "no cluster configured: database tools will answer \"Database not configured\"; lint and documentation tools work"
-            );
-            None
+        Err((_, e)) => {
+            complain(format_args!("{e}"));
+            return ExitCode::from(1);
         }
     };
-    let warm = executor.clone();
-    let server = DsqlServer::new(Toolbox { config, executor });
+    for c in registry.all() {
+        let db = &c.database;
+        tracing::info!(
+            cluster = %c.name, endpoint = %db.endpoint, port = db.port, user = %db.user, region = %db.region,
+            access = ?c.access, default = c.name == registry.default_name(), local, "database configured"
+        );
+    }
+    if registry.is_empty() {
+        tracing::warn!(
+            missing = %config.missing.join(", "),
+            "no cluster configured: database tools will answer \"Database not configured\"; lint and documentation tools work"
+        );
+    }
+    let warm: Vec<_> = registry.all().map(|c| c.executor.clone()).collect();
+    let server = DsqlServer::new(Toolbox {
+        config,
+        clusters: registry,
+    });
     let calls = server.stopper();
     let door = FrontDoor::stdio();
     let stdin_closed = door.closed();
@@ -202,7 +197,7 @@ async fn serve(
                 .fill(&mut seed);
         })
         .await;
-        if let Some(executor) = warm {
+        for executor in warm {
             executor.pool().manager().minter().warm().await;
         }
     });

@@ -32,6 +32,7 @@ use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
+use crate::clusters::Clusters;
 use crate::connection::error::capped;
 use crate::executor::{Control, Event, Observer};
 use crate::knowledge::{prompts, resources};
@@ -50,6 +51,41 @@ sys.wait_for_job), one DDL statement per transaction and never DDL with DML, at 
 5 minutes per transaction, no TRUNCATE, SERIAL, triggers, temporary tables or extensions; a transaction can \
 fail at COMMIT with SQLSTATE 40001 (OC000/OC001) and should then be retried whole. dsql_lint checks SQL for \
 DSQL compatibility without a cluster.";
+
+/// The first sentence of [`INSTRUCTIONS`], which holds for one cluster only.
+const ONE_CLUSTER: &str = "This server connects an agent to one Amazon Aurora DSQL cluster (PostgreSQL-compatible, serverless, \
+optimistic concurrency).";
+
+/// What the server tells an agent at `initialize`: [`INSTRUCTIONS`] with one cluster (or
+/// none); with several, which ones `caller` may use, the default, and that each has its
+/// own mode.
+pub fn instructions(clusters: &Clusters, caller: &Caller) -> String {
+    if !clusters.several() {
+        return INSTRUCTIONS.to_owned();
+    }
+    let names: Vec<String> = clusters
+        .visible(caller)
+        .map(|c| {
+            format!(
+                "{} ({})",
+                c.name,
+                crate::tools::clusters::mode_name(c.access_for(caller))
+            )
+        })
+        .collect();
+    let several = format!(
+        "This server connects an agent to several Amazon Aurora DSQL clusters (PostgreSQL-compatible, serverless, \
+optimistic concurrency): {}. Every database tool takes an optional `cluster` argument naming the one to use \
+(default: {}); list_clusters shows each one's endpoint and mode, and writes are allowed only on a read-write cluster.",
+        names.join(", "),
+        clusters.default_name()
+    );
+    INSTRUCTIONS.replacen(ONE_CLUSTER, &several, 1).replacen(
+        "when the server was started with --allow-writes (it is read-only otherwise)",
+        "on a cluster whose mode is read-write",
+        1,
+    )
+}
 
 /// The MCP server for one stdio session.
 #[derive(Clone)]
@@ -103,6 +139,23 @@ impl DsqlServer {
             caller: Arc::new(caller),
             min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
             calls: Stopper::default(),
+        }
+    }
+
+    /// The clusters whose tables this session's caller may read as resources.
+    fn tables(&self) -> resources::Tables<'_> {
+        let clusters = &self.toolbox.clusters;
+        if clusters.several() {
+            return resources::Tables::Several(
+                clusters
+                    .visible(&self.caller)
+                    .map(|c| (c.name.as_str(), &*c.executor))
+                    .collect(),
+            );
+        }
+        match clusters.resolve(None, &self.caller) {
+            Ok(Some(c)) => resources::Tables::One(&c.executor),
+            _ => resources::Tables::None,
         }
     }
 
@@ -279,7 +332,7 @@ impl ServerHandler for DsqlServer {
                 "aurora-dsql-mcp-server",
                 env!("CARGO_PKG_VERSION"),
             ))
-            .with_instructions(INSTRUCTIONS)
+            .with_instructions(instructions(&self.toolbox.clusters, &self.caller))
     }
 
     async fn list_tools(
@@ -287,7 +340,9 @@ impl ServerHandler for DsqlServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.toolbox.catalogue()))
+        Ok(ListToolsResult::with_all_items(
+            self.toolbox.catalogue(&self.caller),
+        ))
     }
 
     async fn call_tool(
@@ -340,10 +395,9 @@ impl ServerHandler for DsqlServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         let _in_flight = self.calls.tracker.token();
-        let executor = self.toolbox.executor.as_deref();
         let ctl = self.control(&context.ct, &crate::executor::Silent);
         Ok(ListResourcesResult::with_all_items(
-            resources::list(executor, &ctl).await,
+            resources::list(&self.tables(), &ctl).await,
         ))
     }
 
@@ -352,9 +406,8 @@ impl ServerHandler for DsqlServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        let cluster = self.toolbox.executor.is_some();
         Ok(ListResourceTemplatesResult::with_all_items(
-            resources::templates(cluster),
+            resources::templates(&self.tables()),
         ))
     }
 
@@ -364,9 +417,8 @@ impl ServerHandler for DsqlServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let _in_flight = self.calls.tracker.token();
-        let executor = self.toolbox.executor.as_deref();
         let ctl = self.control(&context.ct, &crate::executor::Silent);
-        match resources::read(executor, &request.uri, &ctl).await {
+        match resources::read(&self.tables(), &request.uri, &ctl).await {
             Ok(result) => Ok(result.into()),
             Err(resources::ResourceError::NotFound(m)) => Err(McpError::resource_not_found(
                 capped(&m),

@@ -23,7 +23,8 @@ use crate::policy::Access;
 pub const MAX_LIFETIME: Duration = Duration::from_secs(55 * 60);
 /// Retire a connection idle for this long instead of reusing it.
 pub const MAX_IDLE: Duration = Duration::from_secs(10 * 60);
-/// How many connections tool calls may hold at once.
+/// How many connections tool calls may hold at once (per cluster; a clusters file may
+/// give a cluster its own `pool_size`).
 pub const MAX_SIZE: usize = 10;
 /// How long a connection attempt (TCP, TLS, authentication) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -306,8 +307,13 @@ pub fn build(db: &Database, access: Access) -> Result<Arc<Pool>, tls::TlsError> 
 
 /// Builds the pool around a given manager.
 pub fn build_with(manager: Manager) -> Result<Arc<Pool>, tls::TlsError> {
+    build_sized(manager, MAX_SIZE)
+}
+
+/// Builds a pool of at most `max_size` connections (a cluster's `pool_size`).
+pub fn build_sized(manager: Manager, max_size: usize) -> Result<Arc<Pool>, tls::TlsError> {
     managed::Pool::builder(manager)
-        .max_size(MAX_SIZE)
+        .max_size(max_size)
         .runtime(deadpool::Runtime::Tokio1)
         .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(5)))
         .build()

@@ -4,6 +4,8 @@
 //! - `dsql://tables/<schema>/<table>`: a table's description (columns, indexes,
 //!   constraints) as JSON, read from the catalog in a read-only unit of work by the same
 //!   code as the `describe_table` tool. Names are percent-encoded in the URI.
+//! - With several clusters configured, table URIs name their cluster:
+//!   `dsql://clusters/<cluster>/tables/<schema>/<table>` (with one, they stay as above).
 //!
 //! Listing never fails because the cluster is away: the guides are listed anyway and the
 //! failure is logged.
@@ -21,6 +23,8 @@ use crate::tools::power;
 pub const MAX_URI_BYTES: usize = 1024;
 
 pub const TABLE_URI_PREFIX: &str = "dsql://tables/";
+/// With several clusters: `dsql://clusters/<cluster>/tables/<schema>/<table>`.
+pub const CLUSTER_URI_PREFIX: &str = "dsql://clusters/";
 const MARKDOWN: &str = "text/markdown";
 const JSON: &str = "application/json";
 
@@ -47,8 +51,58 @@ pub enum ResourceError {
     Failed(String),
 }
 
-/// The guides, then the tables when a cluster is configured and answers.
-pub async fn list(executor: Option<&Executor>, ctl: &Control<'_>) -> Vec<Resource> {
+/// Where table resources come from: the clusters the caller may use.
+pub enum Tables<'a> {
+    /// No cluster configured: guides only.
+    None,
+    /// One cluster: `dsql://tables/...`, as ever.
+    One(&'a Executor),
+    /// Several: `dsql://clusters/<name>/tables/...`, by name.
+    Several(Vec<(&'a str, &'a Executor)>),
+}
+
+impl<'a> Tables<'a> {
+    /// The executor of a table URI's cluster (`None`: the URI names none).
+    fn executor(&self, cluster: Option<&str>, uri: &str) -> Result<&'a Executor, ResourceError> {
+        match (self, cluster) {
+            (Tables::None, _) => Err(ResourceError::NotFound(
+                crate::tools::NOT_CONFIGURED.to_owned(),
+            )),
+            (Tables::One(executor), None) => Ok(executor),
+            (Tables::Several(_), None) => Err(ResourceError::NotFound(format!(
+                "{}: several clusters are configured, so table URIs name theirs: {CLUSTER_URI_PREFIX}<cluster>/tables/<schema>/<table>",
+                preview(uri)
+            ))),
+            (Tables::One(_), Some(_)) => Err(self.unknown(uri)),
+            (Tables::Several(all), Some(name)) => all
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, e)| *e)
+                .ok_or_else(|| {
+                    ResourceError::NotFound(format!(
+                        "unknown cluster \"{}\" (configured: {})",
+                        preview(name),
+                        all.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    ))
+                }),
+        }
+    }
+
+    fn unknown(&self, uri: &str) -> ResourceError {
+        let tables = match self {
+            Tables::Several(_) => format!("{CLUSTER_URI_PREFIX}<cluster>/tables/<schema>/<table>"),
+            _ => format!("{TABLE_URI_PREFIX}<schema>/<table>"),
+        };
+        ResourceError::NotFound(format!(
+            "unknown resource {} (this server serves {}<name> and {tables})",
+            preview(uri),
+            guides::URI_PREFIX
+        ))
+    }
+}
+
+/// The guides, then the tables of every cluster that is configured and answers.
+pub async fn list(sources: &Tables<'_>, ctl: &Control<'_>) -> Vec<Resource> {
     let mut resources: Vec<Resource> = guides::all()
         .map(|g| {
             Resource::new(g.uri(), g.name)
@@ -58,42 +112,85 @@ pub async fn list(executor: Option<&Executor>, ctl: &Control<'_>) -> Vec<Resourc
                 .with_size(g.text.len() as u64)
         })
         .collect();
-    if let Some(executor) = executor {
-        match bounded_tables(executor, ctl).await {
+    let clusters: Vec<(Option<&str>, &Executor)> = match sources {
+        Tables::None => vec![],
+        Tables::One(executor) => vec![(None, *executor)],
+        Tables::Several(all) => all.iter().map(|(n, e)| (Some(*n), *e)).collect(),
+    };
+    // Each cluster within its own bound, all at once: one that is away holds up no other.
+    let listings = futures_util::future::join_all(
+        clusters
+            .iter()
+            .map(|(_, executor)| bounded_tables(executor, ctl)),
+    )
+    .await;
+    for ((cluster, _), listing) in clusters.iter().zip(listings) {
+        match listing {
             Ok(tables) => resources.extend(tables.into_iter().map(|(schema, table)| {
-                Resource::new(table_uri(&schema, &table), format!("{schema}.{table}"))
-                    .with_title(format!("Table {schema}.{table}"))
+                match cluster {
+                    None => Resource::new(table_uri(&schema, &table), format!("{schema}.{table}"))
+                        .with_title(format!("Table {schema}.{table}"))
+                        .with_description("Columns, indexes and constraints of the table, as JSON.")
+                        .with_mime_type(JSON),
+                    Some(cluster) => Resource::new(
+                        cluster_table_uri(cluster, &schema, &table),
+                        format!("{cluster}/{schema}.{table}"),
+                    )
+                    .with_title(format!("Table {schema}.{table} of cluster {cluster}"))
                     .with_description("Columns, indexes and constraints of the table, as JSON.")
-                    .with_mime_type(JSON)
+                    .with_mime_type(JSON),
+                }
             })),
-            Err(e) => tracing::warn!("table resources are not listed: {e}"),
+            Err(e) => match cluster {
+                None => tracing::warn!("table resources are not listed: {e}"),
+                Some(cluster) => {
+                    tracing::warn!(
+                        cluster,
+                        "table resources of this cluster are not listed: {e}"
+                    )
+                }
+            },
         }
     }
     resources
 }
 
-/// The URI templates: guides always, tables when a cluster is configured.
-pub fn templates(cluster: bool) -> Vec<ResourceTemplate> {
+/// The URI templates: guides always, tables when a cluster is configured (naming the
+/// cluster when there are several).
+pub fn templates(sources: &Tables<'_>) -> Vec<ResourceTemplate> {
     let mut templates = vec![
         ResourceTemplate::new(format!("{}{{name}}", guides::URI_PREFIX), "guide")
             .with_title("Aurora DSQL steering guide")
             .with_description(format!("A bundled guide by name: {}.", guides::names()))
             .with_mime_type(MARKDOWN),
     ];
-    if cluster {
-        templates.push(
+    match sources {
+        Tables::None => {}
+        Tables::One(_) => templates.push(
             ResourceTemplate::new(format!("{TABLE_URI_PREFIX}{{schema}}/{{table}}"), "table")
                 .with_title("Table description")
                 .with_description("Columns, indexes and constraints of a table, as JSON.")
                 .with_mime_type(JSON),
-        );
+        ),
+        Tables::Several(all) => templates.push(
+            ResourceTemplate::new(
+                format!("{CLUSTER_URI_PREFIX}{{cluster}}/tables/{{schema}}/{{table}}"),
+                "table",
+            )
+            .with_title("Table description")
+            .with_description(format!(
+                "Columns, indexes and constraints of a table of one cluster ({}), as JSON.",
+                all.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ))
+            .with_mime_type(JSON),
+        ),
     }
     templates
 }
 
 /// Reads one resource by URI.
 pub async fn read(
-    executor: Option<&Executor>,
+    sources: &Tables<'_>,
     uri: &str,
     ctl: &Control<'_>,
 ) -> Result<ReadResourceResult, ResourceError> {
@@ -115,7 +212,14 @@ pub async fn read(
         let contents = ResourceContents::text(guide.text, uri).with_mime_type(MARKDOWN);
         return Ok(ReadResourceResult::new(vec![contents]));
     }
-    if let Some(rest) = uri.strip_prefix(TABLE_URI_PREFIX) {
+    // `dsql://tables/<s>/<t>`, or `dsql://clusters/<c>/tables/<s>/<t>`.
+    let table_part = match uri.strip_prefix(CLUSTER_URI_PREFIX) {
+        Some(rest) => rest
+            .split_once('/')
+            .and_then(|(cluster, rest)| Some((Some(cluster), rest.strip_prefix("tables/")?))),
+        None => uri.strip_prefix(TABLE_URI_PREFIX).map(|rest| (None, rest)),
+    };
+    if let Some((cluster, rest)) = table_part {
         // Split before decoding: a `/` inside a name travels as %2F (`table_uri`).
         let (schema, table) = rest
             .split_once('/')
@@ -124,12 +228,15 @@ pub async fn read(
             .filter(|(s, t)| !s.is_empty() && !t.is_empty())
             .ok_or_else(|| {
                 ResourceError::NotFound(format!(
-                    "{} is not a table URI ({TABLE_URI_PREFIX}<schema>/<table>)",
-                    preview(uri)
+                    "{} is not a table URI ({}<schema>/<table>)",
+                    preview(uri),
+                    match cluster {
+                        Some(c) => format!("{CLUSTER_URI_PREFIX}{c}/tables/"),
+                        None => TABLE_URI_PREFIX.to_owned(),
+                    }
                 ))
             })?;
-        let executor = executor
-            .ok_or_else(|| ResourceError::NotFound(crate::tools::NOT_CONFIGURED.to_owned()))?;
+        let executor = sources.executor(cluster, uri)?;
         // The URI carries names as stored in the catalog: matched exactly, never re-quoted.
         let (schema_name, table_name) = Name::stored(&schema)
             .and_then(|s| Ok((s, Name::stored(&table)?)))
@@ -146,11 +253,7 @@ pub async fn read(
         let contents = ResourceContents::text(text, uri).with_mime_type(JSON);
         return Ok(ReadResourceResult::new(vec![contents]));
     }
-    Err(ResourceError::NotFound(format!(
-        "unknown resource {} (this server serves {}<name> and {TABLE_URI_PREFIX}<schema>/<table>)",
-        preview(uri),
-        guides::URI_PREFIX
-    )))
+    Err(sources.unknown(uri))
 }
 
 /// The table listing, given at most [`LIST_TABLES_WAIT`]: hosts list resources on their
@@ -199,6 +302,16 @@ async fn tables(executor: &Executor, ctl: &Control<'_>) -> Result<Vec<(String, S
 /// `dsql://tables/<schema>/<table>`, names percent-encoded.
 pub fn table_uri(schema: &str, table: &str) -> String {
     format!("{TABLE_URI_PREFIX}{}/{}", encode(schema), encode(table))
+}
+
+/// `dsql://clusters/<cluster>/tables/<schema>/<table>` (cluster names need no escaping:
+/// `cluster_file::check_name`).
+pub fn cluster_table_uri(cluster: &str, schema: &str, table: &str) -> String {
+    format!(
+        "{CLUSTER_URI_PREFIX}{cluster}/tables/{}/{}",
+        encode(schema),
+        encode(table)
+    )
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -259,31 +372,30 @@ mod tests {
     #[tokio::test]
     async fn guides_are_listed_and_readable_without_a_cluster() {
         let ctl = Control::none();
-        let listed = list(None, &ctl).await;
+        let listed = list(&Tables::None, &ctl).await;
         assert_eq!(listed.len(), guides::all().count());
         for r in &listed {
             assert_eq!(r.mime_type.as_deref(), Some(MARKDOWN));
-            let read = read(None, &r.uri, &ctl).await.unwrap();
+            let read = read(&Tables::None, &r.uri, &ctl).await.unwrap();
             let ResourceContents::TextResourceContents { text, .. } = &read.contents[0] else {
                 panic!("text expected")
             };
             assert_eq!(text, guides::get(&r.name).unwrap().text);
         }
         assert!(matches!(
-            read(None, "dsql://guides/nope", &ctl).await,
+            read(&Tables::None, "dsql://guides/nope", &ctl).await,
             Err(ResourceError::NotFound(_))
         ));
         assert!(matches!(
-            read(None, "file:///etc/passwd", &ctl).await,
+            read(&Tables::None, "file:///etc/passwd", &ctl).await,
             Err(ResourceError::NotFound(_))
         ));
         assert_eq!(
-            read(None, "dsql://tables/public/t", &ctl).await,
+            read(&Tables::None, "dsql://tables/public/t", &ctl).await,
             Err(ResourceError::NotFound(
                 crate::tools::NOT_CONFIGURED.to_owned()
             ))
         );
-        assert_eq!(templates(false).len(), 1);
-        assert_eq!(templates(true).len(), 2);
+        assert_eq!(templates(&Tables::None).len(), 1);
     }
 }

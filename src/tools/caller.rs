@@ -2,23 +2,27 @@
 //!
 //! Access and tenant are properties of the *call*, not of the process: on stdio there is
 //! one caller (the local user, with the server's configured access and tenant), but a
-//! shared HTTP server serves many credentials at once, each with its own ceiling. Tool
-//! handlers therefore never read the server's access mode directly; they ask their
-//! [`Call`], which is the lower of what the server allows and what the caller may do.
+//! shared HTTP server serves many credentials at once, each with its own ceiling. The
+//! cluster is one too: `Toolbox::call` resolves it once (the call's `cluster` argument or
+//! the default, within the caller's allowed clusters) into the [`Call`]. Tool handlers
+//! therefore never read the server's access mode or pick an executor themselves; they ask
+//! their [`Call`], whose access is the lower of the cluster's own mode and the caller's
+//! ceiling, and whose executor is the cluster's.
 
 use serde_json::{Map, Value};
 
+use crate::clusters::{Cluster, lower};
 use crate::config::Config;
 use crate::executor::Executor;
 use crate::policy::Access;
 
-use super::{ToolError, Toolbox};
+use super::{NOT_CONFIGURED, ToolError, Toolbox, args, check_sql_size};
 
 /// The identity a call runs under.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// The most this caller may do. The call's access is the lower of this and the
-    /// server's (a read credential cannot write on a server started with `--allow-writes`).
+    /// cluster's (a read credential cannot write on a cluster that allows writes).
     pub access: Access,
     /// The tenant the caller is bound to, when tenant isolation is on.
     pub tenant: Option<String>,
@@ -37,27 +41,32 @@ impl Caller {
     }
 }
 
-/// One tool call's view of the toolbox: the server's parts, seen through the caller.
+/// One tool call's view of the toolbox: the server's parts, seen through the caller, on
+/// the cluster the call resolved to.
 pub struct Call<'a> {
     pub toolbox: &'a Toolbox,
     pub config: &'a Config,
     pub caller: &'a Caller,
+    /// `None` when no cluster is configured, or for a tool that needs none.
+    cluster: Option<&'a Cluster>,
 }
 
 impl<'a> Call<'a> {
-    pub fn new(toolbox: &'a Toolbox, caller: &'a Caller) -> Call<'a> {
+    pub fn new(toolbox: &'a Toolbox, caller: &'a Caller, cluster: Option<&'a Cluster>) -> Call<'a> {
         Call {
             toolbox,
             config: &toolbox.config,
             caller,
+            cluster,
         }
     }
 
-    /// What this call may do: the lower of the server's mode and the caller's ceiling.
+    /// What this call may do: the lower of its cluster's mode and the caller's ceiling
+    /// (without a cluster, of the server's most and the caller's).
     pub fn access(&self) -> Access {
-        match (self.config.access, self.caller.access) {
-            (Access::ReadWrite, Access::ReadWrite) => Access::ReadWrite,
-            _ => Access::ReadOnly,
+        match self.cluster {
+            Some(cluster) => cluster.access_for(self.caller),
+            None => lower(self.config.access, self.caller.access),
         }
     }
 
@@ -66,18 +75,38 @@ impl<'a> Call<'a> {
         self.caller.tenant.as_deref()
     }
 
-    /// The executor, or the reference's "not configured" error.
-    pub fn executor(&self) -> Result<&'a Executor, ToolError> {
-        self.toolbox.executor()
+    /// The cluster this call runs on.
+    pub fn cluster(&self) -> Option<&'a Cluster> {
+        self.cluster
     }
 
-    /// See [`Toolbox::statement_call`].
+    /// The call's cluster's executor, or the reference's "not configured" error.
+    pub fn executor(&self) -> Result<&'a Executor, ToolError> {
+        self.cluster
+            .map(|c| &*c.executor)
+            .ok_or_else(|| ToolError(NOT_CONFIGURED.to_owned()))
+    }
+
+    /// The preamble of every one-statement tool, in the reference's order of checks:
+    /// arguments (`sql` and the optional parameter list named `params_field`), then a
+    /// configured database, then non-empty SQL, then its size (`check_sql_size`).
     pub fn statement_call(
         &self,
         tool: &str,
         args: &Map<String, Value>,
         params_field: &str,
     ) -> Result<(&'a Executor, String, Option<Vec<Value>>), ToolError> {
-        self.toolbox.statement_call(tool, args, params_field)
+        let mut a = args::ArgReader::new(tool, args);
+        let sql = a.string("sql");
+        let params = a.values(params_field);
+        a.finish().map_err(ToolError)?;
+        let executor = self.executor()?;
+        if sql.trim().is_empty() {
+            return Err(ToolError(format!(
+                "Incorrect invocation: {tool} invoked without a SQL statement"
+            )));
+        }
+        check_sql_size(&sql)?;
+        Ok((executor, sql, params))
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod caller;
+pub mod clusters;
 pub mod explain;
 pub mod jobs;
 pub mod knowledge;
@@ -15,13 +16,15 @@ pub mod names;
 pub mod power;
 pub mod reference;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rmcp::model::{Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
+use crate::clusters::{Cluster, Clusters, lower};
 use crate::config::Config;
-use crate::executor::{Control, Executor, Truncation};
+use crate::executor::{Control, Truncation};
 use crate::policy::Access;
 
 pub use caller::{Call, Caller};
@@ -60,47 +63,86 @@ impl<E: std::fmt::Display> From<E> for ToolError {
 
 pub type ToolResult = Result<Output, ToolError>;
 
+/// The tools that run on a cluster. With several clusters configured each takes an
+/// optional `cluster` argument, resolved in [`Toolbox::call`] (a unit test keeps every
+/// listed tool either here or in [`CLUSTERLESS_TOOLS`], so a new tool must choose).
+pub const DATABASE_TOOLS: &[&str] = &[
+    "readonly_query",
+    "transact",
+    "get_schema",
+    "query",
+    "execute",
+    "list_tables",
+    "describe_table",
+    "wait_for_job",
+    "list_jobs",
+    "explain",
+];
+
+/// The tools that need no cluster.
+pub const CLUSTERLESS_TOOLS: &[&str] = &[
+    "dsql_search_documentation",
+    "dsql_read_documentation",
+    "dsql_recommend",
+    "dsql_lint",
+    "list_clusters",
+];
+
+/// The argument that names a call's cluster (several clusters only).
+pub const CLUSTER_ARG: &str = "cluster";
+
+/// A database tool call's cluster and the arguments its handler reads.
+type Resolved<'a, 'b> = (Option<&'a Cluster>, Cow<'b, Map<String, Value>>);
+
 /// Everything a tool handler may use.
 pub struct Toolbox {
     pub config: Config,
-    /// `None` when no cluster is configured.
-    pub executor: Option<Arc<Executor>>,
+    /// Every configured cluster (none, one, or several).
+    pub clusters: Clusters,
 }
 
 impl Toolbox {
-    /// The executor, or the reference's "not configured" error.
-    pub fn executor(&self) -> Result<&Executor, ToolError> {
-        self.executor
-            .as_deref()
-            .ok_or_else(|| ToolError(NOT_CONFIGURED.to_owned()))
-    }
-
-    /// The server's own access mode (a call's may be lower: `Call::access`).
+    /// The most the server allows on any cluster (a call's may be lower: `Call::access`).
     pub fn access(&self) -> Access {
         self.config.access
     }
 
-    /// The preamble of every one-statement tool, in the reference's order of checks:
-    /// arguments (`sql` and the optional parameter list named `params_field`), then a
-    /// configured database, then non-empty SQL, then its size (`check_sql_size`).
-    pub fn statement_call(
-        &self,
+    /// The cluster a database tool's call runs on, and its arguments without `cluster`
+    /// (`None`: unchanged). With one cluster the argument is not part of the tool surface
+    /// (the schemas are the reference's) and is left alone; the caller's allowed clusters
+    /// hold either way.
+    fn cluster_of<'a, 'b>(
+        &'a self,
         tool: &str,
-        args: &Map<String, Value>,
-        params_field: &str,
-    ) -> Result<(&Executor, String, Option<Vec<Value>>), ToolError> {
-        let mut a = args::ArgReader::new(tool, args);
-        let sql = a.string("sql");
-        let params = a.values(params_field);
-        a.finish().map_err(ToolError)?;
-        let executor = self.executor()?;
-        if sql.trim().is_empty() {
-            return Err(ToolError(format!(
-                "Incorrect invocation: {tool} invoked without a SQL statement"
-            )));
+        args: &'b Map<String, Value>,
+        caller: &Caller,
+    ) -> Result<Resolved<'a, 'b>, ToolError> {
+        if !self.clusters.several() {
+            let cluster = self.clusters.resolve(None, caller).map_err(ToolError)?;
+            return Ok((cluster.map(|c| &**c), Cow::Borrowed(args)));
         }
-        check_sql_size(&sql)?;
-        Ok((executor, sql, params))
+        let requested = match args.get(CLUSTER_ARG) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) => Some(name.as_str()),
+            Some(_) => {
+                return Err(ToolError(format!(
+                    "1 validation error for {tool}Arguments\n{CLUSTER_ARG}\n  Input should be a valid string"
+                )));
+            }
+        };
+        let cluster = self
+            .clusters
+            .resolve(requested, caller)
+            .map_err(ToolError)?;
+        // The handlers validate their own arguments: `cluster` is the toolbox's, not theirs.
+        let args = if args.contains_key(CLUSTER_ARG) {
+            let mut own = args.clone();
+            own.remove(CLUSTER_ARG);
+            Cow::Owned(own)
+        } else {
+            Cow::Borrowed(args)
+        };
+        Ok((cluster.map(|c| &**c), args))
     }
 
     /// Runs the named tool. `None` when there is no such tool.
@@ -111,12 +153,28 @@ impl Toolbox {
         caller: &Caller,
         ctl: &Control<'_>,
     ) -> Option<ToolResult> {
-        let tb = &Call::new(self, caller);
+        if !DATABASE_TOOLS.contains(&name) {
+            let tb = &Call::new(self, caller, None);
+            return Some(match name {
+                "dsql_lint" => lint::dsql_lint(args),
+                "dsql_search_documentation" => knowledge::search_documentation(tb, args, ctl).await,
+                "dsql_read_documentation" => knowledge::read_documentation(tb, args, ctl).await,
+                "dsql_recommend" => knowledge::recommend(tb, args, ctl).await,
+                "list_clusters" if self.clusters.several() => clusters::list_clusters(tb, args),
+                _ => return None,
+            });
+        }
+        // The cluster is resolved once, here: the handler sees its executor and access.
+        let (cluster, args) = match self.cluster_of(name, args, caller) {
+            Ok(resolved) => resolved,
+            Err(e) => return Some(Err(e)),
+        };
+        let args = &*args;
+        let tb = &Call::new(self, caller, cluster);
         Some(match name {
             "readonly_query" => reference::readonly_query(tb, args, ctl).await,
             "transact" => reference::transact(tb, args, ctl).await,
             "get_schema" => reference::get_schema(tb, args, ctl).await,
-            "dsql_lint" => lint::dsql_lint(args),
             "query" => power::query(tb, args, ctl).await,
             "execute" => power::execute(tb, args, ctl).await,
             "list_tables" => power::list_tables(tb, args, ctl).await,
@@ -124,16 +182,42 @@ impl Toolbox {
             "wait_for_job" => jobs::wait_for_job(tb, args, ctl).await,
             "list_jobs" => jobs::list_jobs(tb, args, ctl).await,
             "explain" => explain::explain(tb, args, ctl).await,
-            "dsql_search_documentation" => knowledge::search_documentation(tb, args, ctl).await,
-            "dsql_read_documentation" => knowledge::read_documentation(tb, args, ctl).await,
-            "dsql_recommend" => knowledge::recommend(tb, args, ctl).await,
             _ => return None,
         })
     }
 
-    /// The tools this server offers, in the order `tools/list` shows them.
-    pub fn catalogue(&self) -> Vec<Tool> {
-        let writes = self.access() == Access::ReadWrite;
+    /// The tools this server offers `caller`, in the order `tools/list` shows them. With
+    /// one cluster (or none) they are the reference's and the power's, byte for byte; with
+    /// several, each database tool also takes `cluster` (one of the names the caller may
+    /// use) and `list_clusters` is added.
+    pub fn catalogue(&self, caller: &Caller) -> Vec<Tool> {
+        // The write tools are marked destructive when the caller can write somewhere.
+        let writes = if self.clusters.is_empty() {
+            lower(self.access(), caller.access) == Access::ReadWrite
+        } else {
+            self.clusters
+                .visible(caller)
+                .any(|c| c.access_for(caller) == Access::ReadWrite)
+        };
+        let mut tools = self.base_catalogue(writes);
+        if self.clusters.several() {
+            let names: Vec<&str> = self
+                .clusters
+                .visible(caller)
+                .map(|c| c.name.as_str())
+                .collect();
+            for t in tools
+                .iter_mut()
+                .filter(|t| DATABASE_TOOLS.contains(&t.name.as_ref()))
+            {
+                clusters::add_cluster_argument(t, &names, self.clusters.default_name());
+            }
+            tools.push(clusters::list_clusters_tool());
+        }
+        tools
+    }
+
+    fn base_catalogue(&self, writes: bool) -> Vec<Tool> {
         vec![
             tool(
                 "readonly_query",
