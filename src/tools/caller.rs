@@ -70,6 +70,22 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// What a write refused on this call needs, for the refusal's text: the reference's
+    /// "the server started with --allow-writes" with one cluster; with several, names the
+    /// read-only cluster; when the caller's ceiling is what stops it, says that.
+    pub fn write_requirement(&self) -> String {
+        match self.cluster {
+            Some(c) if c.access == Access::ReadWrite && self.caller.access == Access::ReadOnly => {
+                "a credential that may write (this one may only read)".to_owned()
+            }
+            Some(c) if self.toolbox.clusters.several() => format!(
+                "a read-write cluster (cluster {} is read-only; allow_writes = true in its table of the clusters file makes it read-write)",
+                c.name
+            ),
+            _ => "the server started with --allow-writes".to_owned(),
+        }
+    }
+
     /// The tenant this call is bound to, if any.
     pub fn tenant(&self) -> Option<&str> {
         self.caller.tenant.as_deref()

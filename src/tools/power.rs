@@ -28,7 +28,12 @@ pub(super) fn check_read(
     )
     .map_err(|e| match e {
         PolicyError::WriteNotAllowed(why) if tb.access() == Access::ReadWrite => ToolError(format!(
-            "This tool runs reads only; the server allows writes: run the statement with execute ({why})"
+            "This tool runs reads only; the {} allows writes: run the statement with execute ({why})",
+            if tb.toolbox.clusters.several() {
+                "cluster"
+            } else {
+                "server"
+            }
         )),
         e => ToolError(e.to_string()),
     })
@@ -61,10 +66,8 @@ pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>
     let (executor, sql, parameters) = tb.statement_call("execute", args, "parameters")?;
     if tb.access() == Access::ReadOnly {
         return Err(ToolError(
-            PolicyError::WriteNotAllowed(
-                "execute needs the server started with --allow-writes".into(),
-            )
-            .to_string(),
+            PolicyError::WriteNotAllowed(format!("execute needs {}", tb.write_requirement()))
+                .to_string(),
         ));
     }
     let parameters = parameters.unwrap_or_default();
