@@ -283,6 +283,63 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn calls_are_refused_before_any_connection_outside_the_callers_clusters() {
+        let ctl = crate::executor::Control::none();
+        // Several: the named cluster must be one of the caller's; names are not leaked.
+        let tb = toolbox(Clusters::from_entries(
+            vec![
+                cluster("a", Access::ReadOnly),
+                cluster("b", Access::ReadWrite),
+            ],
+            "a",
+        ));
+        let only_b = caller(Access::ReadWrite, Some(&["b"]));
+        let args = json!({"sql": "SELECT 1", "cluster": "a"});
+        let r = tb
+            .call("query", args.as_object().unwrap(), &only_b, &ctl)
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Err(ToolError(
+                "unknown cluster \"a\" (configured: b). list_clusters shows each with its endpoint and mode.".into()
+            ))
+        );
+        // One: the only cluster is still the caller's to use or not.
+        let tb = toolbox(Clusters::from_entries(
+            vec![cluster("a", Access::ReadOnly)],
+            "a",
+        ));
+        let r = tb
+            .call(
+                "query",
+                json!({"sql": "SELECT 1"}).as_object().unwrap(),
+                &only_b,
+                &ctl,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            r,
+            Err(ToolError(
+                "this credential may not use the cluster this server serves".into()
+            ))
+        );
+        // Nothing connected: these executors point at hosts that do not exist.
+        assert_eq!(
+            tb.clusters
+                .all()
+                .next()
+                .unwrap()
+                .executor
+                .pool()
+                .manager()
+                .opened(),
+            0
+        );
+    }
+
     #[test]
     fn list_clusters_shows_the_callers_clusters_without_secrets() {
         let tb = toolbox(Clusters::from_entries(

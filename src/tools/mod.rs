@@ -108,9 +108,9 @@ impl Toolbox {
     }
 
     /// The cluster a database tool's call runs on, and its arguments without `cluster`
-    /// (`None`: unchanged). With one cluster the argument is not part of the tool surface
-    /// (the schemas are the reference's) and is left alone; the caller's allowed clusters
-    /// hold either way.
+    /// (borrowed when there was none). With one cluster the argument is not part of the
+    /// tool surface (the schemas are the reference's) and is left alone; the caller's
+    /// allowed clusters hold either way.
     fn cluster_of<'a, 'b>(
         &'a self,
         tool: &str,
@@ -118,7 +118,9 @@ impl Toolbox {
         caller: &Caller,
     ) -> Result<Resolved<'a, 'b>, ToolError> {
         if !self.clusters.several() {
-            let cluster = self.clusters.resolve(None, caller).map_err(ToolError)?;
+            let cluster = self.clusters.resolve(None, caller).map_err(|_| {
+                ToolError("this credential may not use the cluster this server serves".into())
+            })?;
             return Ok((cluster.map(|c| &**c), Cow::Borrowed(args)));
         }
         let requested = match args.get(CLUSTER_ARG) {
