@@ -398,4 +398,43 @@ mod tests {
         );
         assert_eq!(templates(&Tables::None).len(), 1);
     }
+
+    #[tokio::test]
+    async fn with_several_clusters_table_uris_name_theirs() {
+        let ctl = Control::none();
+        let several = Tables::Several(vec![]);
+        assert_eq!(
+            read(&several, "dsql://tables/public/t", &ctl).await,
+            Err(ResourceError::NotFound(
+                "dsql://tables/public/t: several clusters are configured, so table URIs name theirs: dsql://clusters/<cluster>/tables/<schema>/<table>".into()
+            ))
+        );
+        assert_eq!(
+            read(&several, "dsql://clusters/x/tables/public/t", &ctl).await,
+            Err(ResourceError::NotFound(
+                "unknown cluster \"x\" (configured: )".into()
+            ))
+        );
+        assert_eq!(
+            read(&several, "dsql://clusters/x/views/v", &ctl).await,
+            Err(ResourceError::NotFound(
+                "unknown resource dsql://clusters/x/views/v (this server serves dsql://guides/<name> and dsql://clusters/<cluster>/tables/<schema>/<table>)".into()
+            ))
+        );
+        assert_eq!(
+            read(&several, "dsql://clusters/x/tables/public", &ctl).await,
+            Err(ResourceError::NotFound(
+                "dsql://clusters/x/tables/public is not a table URI (dsql://clusters/x/tables/<schema>/<table>)".into()
+            ))
+        );
+        assert_eq!(
+            cluster_table_uri("prod", "My Schema", "t"),
+            "dsql://clusters/prod/tables/My%20Schema/t"
+        );
+        let templates = templates(&several);
+        assert_eq!(
+            templates[1].uri_template,
+            "dsql://clusters/{cluster}/tables/{schema}/{table}"
+        );
+    }
 }
