@@ -348,6 +348,16 @@ async fn writes_only_where_the_cluster_allows_them() {
         3
     );
 
+    // alpha's log records what reaches it (so the absence below means something).
+    let seen = unique_name("seen_by_alpha");
+    ok(&s
+        .call(
+            "readonly_query",
+            json!({"sql": format!("SELECT '{seen}' AS seen")}),
+        )
+        .await);
+    assert!(pair.alpha.server_log().contains(&seen));
+
     // alpha is read-only: refused in the reference's words, by name and by default.
     let marker = unique_name("never_sent");
     let insert = format!("INSERT INTO {t} VALUES (9, '{marker}', 0)");
