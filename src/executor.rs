@@ -5,10 +5,15 @@
 //! share a transaction. The shape of every unit is fixed here, not by the caller:
 //!
 //! ```text
-//! BEGIN [TRANSACTION READ ONLY] + Parse(1)       -- one round trip; nothing runs unless BEGIN succeeded
-//! statements 1 .. n-1
-//! Execute(n) + COMMIT; <reset>                   -- reads: one round trip (ROLLBACK on error)
-//! Execute(n), then COMMIT; <reset>               -- writes: COMMIT only after Execute(n) succeeded
+//! reads on a session read-only by default (one round trip):
+//!   BEGIN TRANSACTION READ ONLY + Parse/Bind/Execute(1 .. n) + COMMIT; <reset>
+//! other units in a transaction:
+//!   BEGIN + Parse(1)                       -- nothing runs unless BEGIN succeeded
+//!   Parse/Bind/Execute(1 .. n), pipelined  -- each parsed after the one before it ran
+//!   COMMIT; <reset>                        -- writes: only after Execute(n) answered (3 round
+//!                                          -- trips); reads: pipelined with them (2)
+//! autocommit units, and statements with array parameters (their type must be known
+//! first): Parse, then Bind/Execute, one statement after the other.
 //!
 //! <reset> = RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE;
 //!           [SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY;]
@@ -713,15 +718,22 @@ async fn run_unit(
     let Some(first) = work.statements.first() else {
         return (Ok(Vec::new()), false);
     };
-    // A lone read on a connection whose session is read-only by default: BEGIN, the
-    // statement and COMMIT + reset travel together. Should BEGIN fail, the statement still
-    // runs read-only. Array parameters need the server's inferred type first.
-    if work.mode == Mode::ReadOnly
-        && conn.session_read_only
-        && work.statements.len() == 1
-        && !first.params.iter().any(Value::is_array)
+    // Reads on a connection whose session is read-only by default: BEGIN, the statements
+    // and COMMIT + reset travel together. Should BEGIN fail, the statements still run
+    // read-only. Array parameters need the server's inferred type first.
+    let array_params = |statements: &[Statement]| {
+        statements
+            .iter()
+            .any(|s| s.params.iter().any(Value::is_array))
+    };
+    if work.mode == Mode::ReadOnly && conn.session_read_only && !array_params(&work.statements) {
+        return one_round_trip(conn, work, limits, observer).await;
+    }
+    // The first statement is prepared there, so only the others' array parameters count.
+    if let Some(begin) = begin
+        && !array_params(&work.statements[1..])
     {
-        return one_round_trip(conn, first, work.describe, limits, observer).await;
+        return after_begin(conn, work, begin, limits, observer, committing).await;
     }
     let mut prepared = Some(match begin {
         Some(begin) => {
@@ -860,24 +872,125 @@ async fn abandon(
     (Err(error), reset)
 }
 
-/// A read-only statement in one round trip: BEGIN, Parse/Bind/Execute of the unnamed
-/// statement with untyped text parameters, and COMMIT + reset, pipelined.
+/// A read-only unit in one round trip: BEGIN, Parse/Bind/Execute of the unnamed statement
+/// for each statement, with untyped text parameters, and COMMIT + reset, all pipelined.
+/// Only on a connection whose session is read-only by default, so statements that ran
+/// after a failed BEGIN still ran read-only; a failing statement makes the ones after it
+/// fail (the transaction is aborted) and turns the COMMIT into a rollback.
 async fn one_round_trip(
     conn: &Pooled,
-    statement: &Statement,
-    describe: bool,
+    work: &Work,
     limits: &Limits,
     observer: &Sink<'_>,
 ) -> (Result<Vec<Outcome>, ExecError>, bool) {
+    // `join!` polls its futures in order, so the messages leave in this order.
+    let (begun, executed, finished) = join!(
+        conn.client.batch_execute("BEGIN TRANSACTION READ ONLY"),
+        run_pipelined(&conn.client, &work.statements, limits, observer),
+        finish_with(conn, conn.end_sql(true))
+    );
+    if let Err(e) = begun {
+        return (Err(ExecError::Begin(e.into())), finished.is_ok_and(|r| r));
+    }
+    let outcomes = match first_failure(executed) {
+        Ok(outcomes) => outcomes,
+        Err(error) => return (Err(error), finished.is_ok_and(|reset| reset)),
+    };
+    match finished {
+        Ok(reset) => (kept(conn, work, outcomes).await, reset),
+        Err(error) => (Err(ExecError::Commit(error)), false),
+    }
+}
+
+/// A unit in a transaction whose BEGIN must have succeeded before anything runs (a write,
+/// or a read on a session that is not read-only by default): BEGIN with the first
+/// statement's prepare, then every statement pipelined (each still parsed after the one
+/// before it ran), then a write's COMMIT once every statement has answered (see the module
+/// doc), or a read's COMMIT + reset pipelined behind its statements. Writes: three round
+/// trips, reads: two.
+async fn after_begin(
+    conn: &Pooled,
+    work: &Work,
+    begin: &str,
+    limits: &Limits,
+    observer: &Sink<'_>,
+    committing: &AtomicBool,
+) -> (Result<Vec<Outcome>, ExecError>, bool) {
     let client = &conn.client;
+    let (first, rest) = work
+        .statements
+        .split_first()
+        .expect("run_unit returns early for a unit without statements");
+    // The first statement is prepared with BEGIN (a prepare runs nothing): its parameter
+    // types convert the caller's JSON, and its columns are known even when it returns no
+    // row (`execute` of an UPDATE ... RETURNING that matched nothing still says `rows: []`).
+    let (begun, prepared) = join!(client.batch_execute(begin), client.prepare(&first.sql));
+    if let Err(e) = begun {
+        return (Err(ExecError::Begin(e.into())), false);
+    }
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let error = ExecError::Statement {
+                index: 0,
+                error: e.into(),
+            };
+            return abandon(conn, true, error).await;
+        }
+    };
+    let statements = async {
+        let (one, others) = join!(
+            execute(client, &prepared, first, limits, observer),
+            run_pipelined(client, rest, limits, observer)
+        );
+        let mut all = Vec::with_capacity(1 + others.len());
+        all.push(one);
+        all.extend(others);
+        all
+    };
+    if work.mode == Mode::ReadWrite {
+        let executed = statements.await;
+        let outcomes = match first_failure(executed) {
+            Ok(outcomes) => outcomes,
+            Err(error) => return abandon(conn, true, error).await,
+        };
+        committing.store(true, Ordering::Relaxed);
+        return match finish_with(conn, conn.end_sql(true)).await {
+            Ok(reset) => (kept(conn, work, outcomes).await, reset),
+            Err(error) if error.broken => (Err(ExecError::CommitUnknown(error)), false),
+            Err(error) => (Err(ExecError::Commit(error)), false),
+        };
+    }
+    let (executed, finished) = join!(statements, finish_with(conn, conn.end_sql(true)));
+    let outcomes = match first_failure(executed) {
+        Ok(outcomes) => outcomes,
+        // A COMMIT in a failed transaction rolls it back; the reset then ran too.
+        Err(error) => return (Err(error), finished.is_ok_and(|reset| reset)),
+    };
+    match finished {
+        Ok(reset) => (kept(conn, work, outcomes).await, reset),
+        Err(error) => (Err(ExecError::Commit(error)), false),
+    }
+}
+
+/// Sends every statement at once (Parse/Bind/Execute/Sync of the unnamed statement, with
+/// untyped text parameters the server types, as a prepare would) and reads each result up
+/// to the limits, in order.
+async fn run_pipelined(
+    client: &tokio_postgres::Client,
+    statements: &[Statement],
+    limits: &Limits,
+    observer: &Sink<'_>,
+) -> Vec<Result<Outcome, DbError>> {
     // OID 0: the server infers each parameter's type, as it does for a prepare.
     let unspecified = Type::new("unspecified".into(), 0, Kind::Pseudo, "pg_catalog".into());
-    let params: Vec<TextParam> = statement
-        .params
-        .iter()
-        .map(|v| TextParam::from_json(v, &unspecified))
-        .collect();
-    let run = async {
+    let unspecified = &unspecified;
+    let runs = statements.iter().map(|statement| async move {
+        let params: Vec<TextParam> = statement
+            .params
+            .iter()
+            .map(|v| TextParam::from_json(v, unspecified))
+            .collect();
         let stream = client
             .query_typed_raw(
                 &statement.sql,
@@ -885,40 +998,48 @@ async fn one_round_trip(
             )
             .await?;
         read_rows(stream, limits, observer).await
-    };
-    let (begun, executed, finished) = join!(
-        client.batch_execute("BEGIN TRANSACTION READ ONLY"),
-        run,
-        finish_with(conn, conn.end_sql(true))
-    );
-    if let Err(e) = begun {
-        return (Err(ExecError::Begin(e.into())), finished.is_ok_and(|r| r));
+    });
+    // `join_all` polls in order on its first poll, so the statements leave in order.
+    futures_util::future::join_all(runs).await
+}
+
+/// The outcomes, or the first statement's failure: the failures after it are its echo
+/// (25P02, the transaction is aborted).
+fn first_failure(executed: Vec<Result<Outcome, DbError>>) -> Result<Vec<Outcome>, ExecError> {
+    executed
+        .into_iter()
+        .enumerate()
+        .map(|(index, result)| result.map_err(|error| ExecError::Statement { index, error }))
+        .collect()
+}
+
+/// What the caller keeps: every statement's outcome or the last one's, with the last
+/// one's columns looked up when it returned no row to read them from and the caller
+/// needs them (a prepare; nothing runs).
+async fn kept(
+    conn: &Pooled,
+    work: &Work,
+    mut outcomes: Vec<Outcome>,
+) -> Result<Vec<Outcome>, ExecError> {
+    if !work.keep_all {
+        outcomes.drain(..outcomes.len().saturating_sub(1));
     }
-    match (executed, finished) {
-        (Err(error), finished) => (
-            Err(ExecError::Statement { index: 0, error }),
-            finished.is_ok_and(|reset| reset),
-        ),
-        (Ok(mut outcome), Ok(reset)) => {
-            if describe && outcome.columns.is_empty() {
-                // No row to read the columns from: ask for them (no execution).
-                match client.prepare(&statement.sql).await {
-                    Ok(p) => outcome.columns = columns_of(p.columns()),
-                    Err(e) => {
-                        return (
-                            Err(ExecError::Statement {
-                                index: 0,
-                                error: e.into(),
-                            }),
-                            reset,
-                        );
-                    }
-                }
+    if let Some(outcome) = outcomes.last_mut()
+        && work.describe
+        && outcome.columns.is_empty()
+    {
+        let index = work.statements.len() - 1;
+        match conn.client.prepare(&work.statements[index].sql).await {
+            Ok(p) => outcome.columns = columns_of(p.columns()),
+            Err(e) => {
+                return Err(ExecError::Statement {
+                    index,
+                    error: e.into(),
+                });
             }
-            (Ok(vec![outcome]), reset)
         }
-        (Ok(_), Err(error)) => (Err(ExecError::Commit(error)), false),
     }
+    Ok(outcomes)
 }
 
 fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {

@@ -186,17 +186,11 @@ async fn serve(
             return ExitCode::SUCCESS;
         }
     };
-    // `initialize` has been answered; now warm up what the first tool call would otherwise
-    // pay for (about 20 ms, measured): aws-lc seeds its random generator on first use, and
-    // the AWS SDK configuration reads profiles and builds the credential chain.
+    // `initialize` has been answered; now load what the first tool call would otherwise
+    // pay for: the AWS SDK configuration (profiles, the credential chain). Database TLS
+    // takes its randomness from the OS (`connection::tls::provider`), so there is no
+    // generator to seed.
     tokio::spawn(async move {
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut seed = [0u8; 16];
-            let _ = rustls::crypto::aws_lc_rs::default_provider()
-                .secure_random
-                .fill(&mut seed);
-        })
-        .await;
         for executor in warm {
             executor.pool().manager().minter().warm().await;
         }

@@ -24,6 +24,18 @@ impl TlsError {
     }
 }
 
+/// The crypto provider of database TLS: *ring*.
+///
+/// Not aws-lc-rs (which the AWS SDK and the knowledge client use): since AWS-LC 1.60 its
+/// random generator seeds itself on first use in a process from CPU jitter entropy, about
+/// 20 ms of CPU here, and the first TLS handshake, which is the first tool call after
+/// start, paid for it (aws/aws-lc-rs#1140; only a build-time variable turns it off, which
+/// `cargo install` cannot carry). ring takes its randomness from the OS (`getrandom`) at
+/// once. It is in the build anyway (rcgen, the sandbox's certificates, uses it).
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// The rustls client configuration for database connections.
 ///
 /// Built with an explicit crypto provider: with two providers in the dependency graph,
@@ -52,8 +64,7 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, Tls
             roots.add_parsable_certificates(native.certs);
         }
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError(e.to_string()))?
         .with_root_certificates(roots)

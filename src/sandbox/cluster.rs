@@ -28,7 +28,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
@@ -237,13 +237,11 @@ impl LocalCluster {
         for cert in CertificateDer::pem_slice_iter(&self.ca_pem).flatten() {
             let _ = roots.add(cert);
         }
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+        rustls::ClientConfig::builder_with_provider(crate::connection::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("the database TLS provider supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
     }
 
     /// The TLS connector for tokio-postgres.

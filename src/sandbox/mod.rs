@@ -164,10 +164,10 @@ pub fn login_role(requested: Option<&str>) -> Result<String, String> {
     }
 }
 
-/// `PASSWORD_BYTES` from aws-lc's secure generator (the one TLS uses), as hex.
+/// `PASSWORD_BYTES` from the secure generator database TLS uses, as hex.
 fn new_password() -> Result<String, ClusterError> {
     let mut bytes = [0u8; PASSWORD_BYTES];
-    rustls::crypto::aws_lc_rs::default_provider()
+    crate::connection::tls::provider()
         .secure_random
         .fill(&mut bytes)
         .map_err(|_| ClusterError("no secure random numbers for the sandbox's password".into()))?;
