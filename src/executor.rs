@@ -1005,6 +1005,9 @@ async fn run_pipelined(
 
 /// The outcomes, or the first statement's failure: the failures after it are its echo
 /// (25P02, the transaction is aborted).
+// The error goes straight into the unit's result, which carries `ExecError` by value
+// everywhere; boxing it here alone would only add an allocation.
+#[allow(clippy::result_large_err)]
 fn first_failure(executed: Vec<Result<Outcome, DbError>>) -> Result<Vec<Outcome>, ExecError> {
     executed
         .into_iter()
