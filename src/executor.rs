@@ -56,6 +56,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{ConnectError, DbError, PgConnection, Pool, Pooled, session_problem};
+use crate::value::render::{RenderedRows, RowRenderer};
 use crate::value::{self, TextParam};
 
 /// How the statements of a unit run.
@@ -85,6 +86,8 @@ pub struct Work {
     pub keep_all: bool,
     /// The caller needs the result's columns even when it has no rows.
     pub describe: bool,
+    /// Rows go straight into the row tools' answer (`value::render`) instead of maps.
+    pub rendered: bool,
 }
 
 impl Work {
@@ -95,7 +98,14 @@ impl Work {
             statements,
             keep_all: false,
             describe: false,
+            rendered: false,
         }
+    }
+
+    /// The same unit, its rows rendered for the row tools' answer (`value::render`).
+    pub fn rendered(mut self) -> Work {
+        self.rendered = true;
+        self
     }
 }
 
@@ -138,7 +148,11 @@ impl std::fmt::Display for Truncation {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Outcome {
     pub columns: Vec<Column>,
+    /// The rows as maps; empty when the unit asked for them rendered.
     pub rows: Vec<Map<String, Value>>,
+    /// The rows rendered for the row tools' answer, when the unit asked for that
+    /// (`Work::rendered`).
+    pub rendered: Option<RenderedRows>,
     /// Rows inserted, updated, deleted or returned, as the command tag says
     /// (`None` when the result was truncated before the command completed).
     pub rows_affected: Option<u64>,
@@ -762,7 +776,16 @@ async fn run_unit(
             Err(e) => return abandon(conn, begin.is_some(), failed(e.into())).await,
         };
         if index < last {
-            match execute(client, &prepared, statement, limits, observer).await {
+            match execute(
+                client,
+                &prepared,
+                statement,
+                limits,
+                observer,
+                work.rendered,
+            )
+            .await
+            {
                 Ok(o) => {
                     if work.keep_all {
                         outcomes.push(o);
@@ -782,7 +805,16 @@ async fn run_unit(
             // COMMIT already in the backend's input would commit the work of a statement that
             // finished after we stopped listening (stdin closed, process killed), behind the
             // caller's back. A write costs this second round trip.
-            let o = match execute(client, &prepared, statement, limits, observer).await {
+            let o = match execute(
+                client,
+                &prepared,
+                statement,
+                limits,
+                observer,
+                work.rendered,
+            )
+            .await
+            {
                 Ok(o) => o,
                 Err(error) => return abandon(conn, true, failed(error)).await,
             };
@@ -797,7 +829,14 @@ async fn run_unit(
             };
         }
         let (executed, finished) = join!(
-            execute(client, &prepared, statement, limits, observer),
+            execute(
+                client,
+                &prepared,
+                statement,
+                limits,
+                observer,
+                work.rendered
+            ),
             finish_with(conn, finish)
         );
         return match (executed, finished) {
@@ -886,7 +925,13 @@ async fn one_round_trip(
     // `join!` polls its futures in order, so the messages leave in this order.
     let (begun, executed, finished) = join!(
         conn.client.batch_execute("BEGIN TRANSACTION READ ONLY"),
-        run_pipelined(&conn.client, &work.statements, limits, observer),
+        run_pipelined(
+            &conn.client,
+            &work.statements,
+            limits,
+            observer,
+            work.rendered
+        ),
         finish_with(conn, conn.end_sql(true))
     );
     if let Err(e) = begun {
@@ -940,8 +985,8 @@ async fn after_begin(
     };
     let statements = async {
         let (one, others) = join!(
-            execute(client, &prepared, first, limits, observer),
-            run_pipelined(client, rest, limits, observer)
+            execute(client, &prepared, first, limits, observer, work.rendered),
+            run_pipelined(client, rest, limits, observer, work.rendered)
         );
         let mut all = Vec::with_capacity(1 + others.len());
         all.push(one);
@@ -981,6 +1026,7 @@ async fn run_pipelined(
     statements: &[Statement],
     limits: &Limits,
     observer: &Sink<'_>,
+    render: bool,
 ) -> Vec<Result<Outcome, DbError>> {
     // OID 0: the server infers each parameter's type, as it does for a prepare.
     let unspecified = Type::new("unspecified".into(), 0, Kind::Pseudo, "pg_catalog".into());
@@ -997,7 +1043,7 @@ async fn run_pipelined(
                 params.iter().map(|p| (p, unspecified.clone())),
             )
             .await?;
-        read_rows(stream, limits, observer).await
+        read_rows(stream, limits, observer, render).await
     });
     // `join_all` polls in order on its first poll, so the statements leave in order.
     futures_util::future::join_all(runs).await
@@ -1057,13 +1103,18 @@ fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {
 
 /// Reads a result up to the limits, draining the rest so the connection stays in step.
 /// The columns come from the first row (a prepared statement knows them beforehand).
+/// With `render`, rows go straight into the row tools' answer (`value::render`) and are
+/// not kept as maps.
 async fn read_rows(
     stream: tokio_postgres::RowStream,
     limits: &Limits,
     sink: &Sink<'_>,
+    render: bool,
 ) -> Result<Outcome, DbError> {
     pin_mut!(stream);
     let mut rows = Vec::new();
+    let mut renderer: Option<RowRenderer> = None;
+    let mut kept = 0usize;
     let mut columns = Vec::new();
     let mut bytes = 0usize;
     let mut reserved_kib = 0usize;
@@ -1076,15 +1127,29 @@ async fn read_rows(
         if truncated.is_some() {
             continue;
         }
-        if rows.len() == limits.max_rows {
+        if kept == limits.max_rows {
             truncated = Some(Truncation::Rows(limits.max_rows));
             continue;
         }
-        let object = value::row_to_object(&row)?;
-        bytes += response_size(&object);
+        let (object, mark) = if render {
+            let r = renderer.get_or_insert_with(|| RowRenderer::new(&row));
+            let mark = r.mark();
+            bytes += r.push(&row)?;
+            (None, Some(mark))
+        } else {
+            let object = value::row_to_object(&row)?;
+            bytes += response_size(&object);
+            (Some(object), None)
+        };
+        let mut refuse = |why: Truncation| {
+            if let (Some(r), Some(mark)) = (renderer.as_mut(), mark) {
+                r.rewind(mark);
+            }
+            truncated = Some(why);
+        };
         // Strict, even for the first row: one huge value must not blow the bound.
         if bytes > limits.max_bytes {
-            truncated = Some(Truncation::Bytes(limits.max_bytes));
+            refuse(Truncation::Bytes(limits.max_bytes));
             continue;
         }
         // The process-wide budget: rows are kept only while their bytes are reserved in it.
@@ -1098,22 +1163,24 @@ async fn read_rows(
             } else if short < more && sink.reserve(short) {
                 short
             } else {
-                truncated = Some(Truncation::Budget(sink.budget_bytes));
+                refuse(Truncation::Budget(sink.budget_bytes));
                 continue;
             };
             reserved_kib += got;
         }
-        rows.push(object);
+        kept += 1;
+        rows.extend(object);
     }
     if let Some(why) = &truncated {
         sink.observer.event(Event::Truncated {
-            kept: rows.len(),
+            kept,
             why: why.clone(),
         });
     }
     Ok(Outcome {
         columns,
         rows,
+        rendered: render.then(|| renderer.map(|r| r.rows).unwrap_or_default()),
         rows_affected: stream.rows_affected(),
         truncated,
     })
@@ -1127,6 +1194,7 @@ async fn execute(
     statement: &Statement,
     limits: &Limits,
     observer: &Sink<'_>,
+    render: bool,
 ) -> Result<Outcome, DbError> {
     let types = prepared.params();
     if types.len() != statement.params.len() {
@@ -1146,7 +1214,7 @@ async fn execute(
         .map(|(v, ty)| TextParam::from_json(v, ty))
         .collect();
     let stream = client.query_raw(prepared, params.iter()).await?;
-    let mut outcome = read_rows(stream, limits, observer).await?;
+    let mut outcome = read_rows(stream, limits, observer, render).await?;
     outcome.columns = columns_of(prepared.columns());
     Ok(outcome)
 }
@@ -1156,7 +1224,7 @@ async fn execute(
 /// response and not only the rows: its compact JSON (in `structuredContent`) plus its
 /// pretty-printed copy in the text content, escaped into a JSON string, indented up to two
 /// levels deeper (the power's tools nest rows in an object), and the text block's framing.
-fn response_size(row: &Map<String, Value>) -> usize {
+pub(crate) fn response_size(row: &Map<String, Value>) -> usize {
     /// Counts the bytes of the written text once escaped into a JSON string, and its lines.
     struct Escaped {
         bytes: usize,

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod sandbox;
 pub mod server;
+pub mod splice;
 pub mod stdio;
 pub mod tools;
 pub mod value;

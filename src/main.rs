@@ -166,12 +166,13 @@ async fn serve(
         );
     }
     let warm: Vec<_> = registry.all().map(|c| c.executor.clone()).collect();
+    let door = FrontDoor::stdio();
     let server = DsqlServer::new(Toolbox {
         config,
         clusters: registry,
-    });
+    })
+    .with_splices(door.splices());
     let calls = server.stopper();
-    let door = FrontDoor::stdio();
     let stdin_closed = door.closed();
     let running = tokio::select! {
         running = server.serve(door) => match running {

@@ -36,6 +36,7 @@ use crate::clusters::Clusters;
 use crate::connection::error::capped;
 use crate::executor::{Control, Event, Observer};
 use crate::knowledge::{prompts, resources};
+use crate::splice::Splices;
 use crate::stdio::MCP_REQUEST_METHODS;
 use crate::tools::{Caller, Output, ToolError, Toolbox, truncation_note};
 use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
@@ -97,6 +98,9 @@ pub struct DsqlServer {
     min_level: Arc<AtomicU8>,
     /// The calls in flight, and how to stop them all.
     calls: Stopper,
+    /// Where rendered rows wait for the front door to write them (stdio); `None` when the
+    /// transport serializes answers itself.
+    splices: Option<Arc<Splices>>,
 }
 
 /// Stops every call in flight and waits for them (main's SIGTERM and end-of-stdin paths).
@@ -139,7 +143,14 @@ impl DsqlServer {
             caller: Arc::new(caller),
             min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
             calls: Stopper::default(),
+            splices: None,
         }
+    }
+
+    /// The same server on a transport that writes rendered rows in place (`splice`).
+    pub fn with_splices(mut self, splices: Arc<Splices>) -> DsqlServer {
+        self.splices = Some(splices);
+        self
     }
 
     /// The clusters whose tables this session's caller may read as resources.
@@ -284,19 +295,29 @@ fn pretty<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-/// Turns a tool's output into the MCP result.
-pub fn shape(output: Output) -> CallToolResult {
+/// Turns a tool's output into the MCP result. With `splices` (a transport that writes
+/// rendered rows in place, `splice`), a row tool's rows stay rendered and the result holds
+/// markers where they go; otherwise they are turned into values here.
+pub fn shape(output: Output, splices: Option<&Splices>) -> CallToolResult {
     match output {
         Output::Rows { rows, truncated } => {
-            let mut content: Vec<ContentBlock> = rows
-                .iter()
-                .map(|row| ContentBlock::text(pretty(row)))
-                .collect();
-            let kept = rows.len();
-            let rows: Vec<Value> = rows.into_iter().map(Value::Object).collect();
-            let mut structured = json!({ "result": rows });
-            if let Some(why) = truncated {
-                let note = truncation_note(kept, &why);
+            let kept = rows.count;
+            let note = truncated.map(|why| truncation_note(kept, &why));
+            let (mut content, result) = match splices {
+                Some(splices) if kept > 0 => {
+                    let markers = splices.hold(rows);
+                    (
+                        vec![ContentBlock::text(markers.block)],
+                        Value::String(markers.result),
+                    )
+                }
+                _ => {
+                    let (content, objects) = rows.to_values();
+                    (content, Value::Array(objects))
+                }
+            };
+            let mut structured = json!({ "result": result });
+            if let Some(note) = note {
                 content.push(ContentBlock::text(note.clone()));
                 structured["truncated"] = Value::Bool(true);
                 structured["note"] = Value::String(note);
@@ -370,7 +391,7 @@ impl ServerHandler for DsqlServer {
         let result = match result {
             Ok(output) => {
                 tracing::info!(tool = name, elapsed_ms, "tool call succeeded");
-                shape(output)
+                shape(output, self.splices.as_deref())
             }
             Err(ToolError(message)) => {
                 // The message names the problem, never the SQL text or a credential.

@@ -30,12 +30,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use rmcp::RoleServer;
-use rmcp::model::{ClientNotification, JsonRpcMessage, RequestId};
+use rmcp::model::{ClientNotification, JsonRpcMessage, RequestId, ServerResult};
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
+
+use crate::splice::Splices;
 
 /// The longest line read as a message: rmcp's own limit (16 MiB). The largest legitimate
 /// request is far smaller: a database tool takes at most 1,000,000 characters of SQL
@@ -78,6 +80,11 @@ struct Output {
 impl Output {
     /// Writes one line (`line` ends with '\n') and flushes it, whole, under the lock.
     async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
+        self.write_pieces(&[line]).await
+    }
+
+    /// Writes one line given in pieces (the last ends with '\n'), whole, under the lock.
+    async fn write_pieces(&self, pieces: &[&[u8]]) -> std::io::Result<()> {
         let mut writer = self.writer.lock().await;
         let Some(writer) = writer.as_mut() else {
             return Err(std::io::Error::new(
@@ -85,7 +92,9 @@ impl Output {
                 "stdout is closed",
             ));
         };
-        writer.write_all(line).await?;
+        for piece in pieces {
+            writer.write_all(piece).await?;
+        }
         writer.flush().await
     }
 
@@ -114,6 +123,8 @@ pub struct FrontDoor {
     /// Cancelled when stdin ends (EOF or a read error): the client's way to shut the server
     /// down under the MCP stdio transport, so calls in flight are stopped and rolled back.
     closed: tokio_util::sync::CancellationToken,
+    /// Rendered rows waiting to be written in their answer's place (`splice`).
+    splices: Arc<Splices>,
 }
 
 impl FrontDoor {
@@ -127,6 +138,12 @@ impl FrontDoor {
     /// Cancelled once stdin has ended (see the field).
     pub fn closed(&self) -> tokio_util::sync::CancellationToken {
         self.closed.clone()
+    }
+
+    /// Where the server leaves rendered rows for this front door to write
+    /// (`DsqlServer::with_splices`).
+    pub fn splices(&self) -> Arc<Splices> {
+        self.splices.clone()
     }
 
     /// The front door on any byte streams, with `max_line` bytes per line.
@@ -157,6 +174,7 @@ impl FrontDoor {
             output,
             reader,
             closed,
+            splices: Arc::new(Splices::new()),
         }
     }
 }
@@ -179,10 +197,21 @@ impl Transport<RoleServer> for FrontDoor {
             self.output.in_flight().remove(id);
         }
         let output = self.output.clone();
+        let splices = self.splices.clone();
         async move {
             let mut line = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
             line.push(b'\n');
-            output.write_line(&line).await
+            let structured = match &item {
+                JsonRpcMessage::Response(r) => match &r.result {
+                    ServerResult::CallToolResult(c) => c.structured_content.as_ref(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match splices.place(structured, &line) {
+                Some(placed) => output.write_pieces(&placed.pieces(&line)).await,
+                None => output.write_line(&line).await,
+            }
         }
     }
 
@@ -682,5 +711,68 @@ mod tests {
             decode(br#"{"jsonrpc":"2.0","method":"notifications/x","params":{"a":"\ud800"}}"#),
             Decoded::Drop(_)
         ));
+    }
+
+    /// A row tool's answer written through the splice is byte for byte the answer rmcp
+    /// would have serialized from values (the HTTP path), cut or not.
+    #[tokio::test]
+    async fn spliced_rows_are_the_same_line_as_serialized_rows() {
+        use crate::executor::Truncation;
+        use crate::server::shape;
+        use crate::tools::Output;
+        use crate::value::render::RowRenderer;
+        use rmcp::model::{NumberOrString, ServerJsonRpcMessage};
+
+        let rows = || {
+            let mut r = RowRenderer::with_columns(["id", "note"]);
+            r.push_values(&[Value::from(1), Value::from("a \"quoted\"\nline")]);
+            r.push_values(&[Value::from(2), json!({"nested": [true, null]})]);
+            r.rows
+        };
+        for truncated in [None, Some(Truncation::Rows(2))] {
+            let (read, _keep) = tokio::io::duplex(64);
+            let (write, mut out) = tokio::io::duplex(1 << 16);
+            let mut door = FrontDoor::new(read, write, 1 << 20);
+            let id = RequestId::from(NumberOrString::Number(7));
+            let spliced = shape(
+                Output::Rows {
+                    rows: rows(),
+                    truncated: truncated.clone(),
+                },
+                Some(&door.splices()),
+            );
+            let plain = shape(
+                Output::Rows {
+                    rows: rows(),
+                    truncated: truncated.clone(),
+                },
+                None,
+            );
+            assert!(
+                spliced.content.len() < plain.content.len(),
+                "markers stand for the rows"
+            );
+            door.send(ServerJsonRpcMessage::response(
+                ServerResult::CallToolResult(spliced),
+                id.clone(),
+            ))
+            .await
+            .unwrap();
+            let mut expected = serde_json::to_vec(&ServerJsonRpcMessage::response(
+                ServerResult::CallToolResult(plain),
+                id,
+            ))
+            .unwrap();
+            expected.push(b'\n');
+            let mut got = vec![0u8; expected.len()];
+            tokio::io::AsyncReadExt::read_exact(&mut out, &mut got)
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "truncated: {truncated:?}"
+            );
+        }
     }
 }

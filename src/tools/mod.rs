@@ -26,6 +26,7 @@ use crate::clusters::{Cluster, Clusters, lower};
 use crate::config::Config;
 use crate::executor::{Control, Truncation};
 use crate::policy::Access;
+use crate::value::render::RenderedRows;
 
 pub use caller::{Call, Caller};
 
@@ -37,9 +38,10 @@ pub const NOT_CONFIGURED: &str =
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// The reference's row tools: one pretty-JSON text per row, and
-    /// `structuredContent = {"result": rows}`; a cut result says so after the rows.
+    /// `structuredContent = {"result": rows}`; a cut result says so after the rows. The
+    /// rows arrive rendered (`value::render`), ready for the transport to write.
     Rows {
-        rows: Vec<Map<String, Value>>,
+        rows: RenderedRows,
         truncated: Option<Truncation>,
     },
     /// One pretty-JSON text and no structured content (`dsql_lint`, documentation tools).

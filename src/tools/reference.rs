@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::args::ArgReader;
 use super::names;
 use super::{Call, Output, ToolError, ToolResult};
-use crate::executor::{Control, ExecError, Mode, Statement, Work};
+use crate::executor::{Control, ExecError, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, StatementKind};
 
 /// SQLSTATE 25006: a write inside a read-only transaction.
@@ -34,12 +34,10 @@ pub async fn readonly_query(
             sql: checked.sql,
             params: params.unwrap_or_default(),
         }],
-    );
+    )
+    .rendered();
     match executor.run(&work, ctl).await {
-        Ok(outcome) => Ok(Output::Rows {
-            rows: outcome.rows,
-            truncated: outcome.truncated,
-        }),
+        Ok(outcome) => Ok(rows(outcome)),
         Err(e) if e.code() == Some(READ_ONLY_SQL_TRANSACTION) => Err(ToolError(format!(
             "readonly_query does not support write operations. Use transact ({})",
             e.db_error().map(|d| d.message.as_str()).unwrap_or_default()
@@ -100,11 +98,11 @@ pub async fn transact(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_
         let texts: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
         policy::check_rules(&texts, tb.config.rules)?;
     }
-    match executor.run(&Work::new(mode, statements), ctl).await {
-        Ok(outcome) => Ok(Output::Rows {
-            rows: outcome.rows,
-            truncated: outcome.truncated,
-        }),
+    match executor
+        .run(&Work::new(mode, statements).rendered(), ctl)
+        .await
+    {
+        Ok(outcome) => Ok(rows(outcome)),
         Err(e) => Err(ToolError(describe_failure(&sql_list, access, &e))),
     }
 }
@@ -148,12 +146,12 @@ pub async fn get_schema(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<
         "SELECT column_name, data_type, table_schema, table_name FROM information_schema.columns \
          WHERE {filter} ORDER BY table_schema, table_name, ordinal_position"
     );
-    let work = Work::new(Mode::ReadOnly, vec![Statement { sql, params }]);
+    let work = Work::new(Mode::ReadOnly, vec![Statement { sql, params }]).rendered();
     let outcome = executor
         .run(&work, ctl)
         .await
         .map_err(|e| ToolError(e.to_string()))?;
-    if outcome.rows.is_empty() {
+    if outcome.rendered.as_ref().is_none_or(|r| r.count == 0) {
         // The reference answers `[]` here; an agent then concludes the table has no columns.
         return Err(ToolError(format!(
             "no table matching \"{}\" was found{} (or this role may not read its columns). \
@@ -166,10 +164,15 @@ pub async fn get_schema(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<
             }
         )));
     }
-    Ok(Output::Rows {
-        rows: outcome.rows,
+    Ok(rows(outcome))
+}
+
+/// A row tool's answer from its unit's outcome (rendered as the unit asked).
+fn rows(outcome: Outcome) -> Output {
+    Output::Rows {
+        rows: outcome.rendered.unwrap_or_default(),
         truncated: outcome.truncated,
-    })
+    }
 }
 
 /// Prefixes a policy error with the statement it is about when there are several.

@@ -52,6 +52,7 @@
 mod datetime;
 mod net;
 mod numeric;
+pub mod render;
 #[cfg(test)]
 mod tests;
 
