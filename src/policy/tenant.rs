@@ -371,24 +371,23 @@ fn fence(
 }
 
 fn is_fence<'q>(q: &'q Query, column: &str, n: usize) -> Option<&'q TableFactor> {
-    let off = q.limit_clause.as_ref()?.to_string();
-    if off.trim() != "OFFSET 0" || q.with.is_some() || !q.order_by.is_none() {
-        return None;
-    }
     let SetExpr::Select(s) = &*q.body else {
         return None;
     };
-    if s.from.len() != 1 || !s.from[0].joins.is_empty() || s.projection.len() != 1 {
+    let [only] = s.from.as_slice() else {
         return None;
-    }
-    if s.projection[0].to_string() != "*" {
+    };
+    let rel @ TableFactor::Table {
+        alias: None,
+        args: None,
+        ..
+    } = &only.relation
+    else {
         return None;
-    }
-    let want = format!("{} = ${n}", quote(column));
-    (s.selection.as_ref()?.to_string() == want
-        && s.group_by.to_string().is_empty()
-        && s.having.is_none())
-    .then_some(&s.from[0].relation)
+    };
+    // The whole subquery, printed, is exactly the fence the rewriter writes.
+    let want = format!("SELECT * FROM {rel} WHERE {} = ${n} OFFSET 0", quote(column));
+    (q.to_string() == want).then_some(rel)
 }
 
 fn and_first(pred: Expr, rest: Option<Expr>) -> Expr {
@@ -962,11 +961,11 @@ mod tests {
         );
         assert_eq!(
             ro("select o.id from Orders o"),
-            format!("SELECT o.id FROM {F} AS o")
+            format!("SELECT o.id FROM {F} o")
         );
         assert_eq!(
             ro("SELECT * FROM public.orders AS o LEFT JOIN countries c ON c.code = o.country"),
-            format!("SELECT * FROM {F} AS o LEFT JOIN countries AS c ON c.code = o.country")
+            format!("SELECT * FROM {F} AS o LEFT JOIN countries c ON c.code = o.country")
         );
         assert_eq!(
             ro("SELECT * FROM sales.\"Items\""),
@@ -1051,7 +1050,7 @@ mod tests {
         );
         assert_eq!(
             rw("DELETE FROM orders o USING customers c WHERE c.id = o.customer").unwrap(),
-            "DELETE FROM orders AS o USING (SELECT * FROM \"public\".\"customers\" WHERE \"tenant_id\" = $1 OFFSET 0) AS c WHERE o.\"tenant_id\" = $1 AND (c.id = o.customer)"
+            "DELETE FROM orders o USING (SELECT * FROM \"public\".\"customers\" WHERE \"tenant_id\" = $1 OFFSET 0) c WHERE o.\"tenant_id\" = $1 AND (c.id = o.customer)"
         );
         assert_eq!(
             rw("INSERT INTO orders (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET total = 1")
