@@ -185,6 +185,7 @@ pub(crate) fn scope(req: &Request<'_>) -> Result<Scoped, ScopeError> {
         scopes: Scopes::default(),
         targets: Vec::new(),
         error: None,
+        used: false,
     };
     let _ = stmt.visit(&mut rw);
     if let Some(e) = rw.error {
@@ -192,11 +193,10 @@ pub(crate) fn scope(req: &Request<'_>) -> Result<Scoped, ScopeError> {
     }
     let sql = stmt.to_string();
     drop(stmts);
-    verify(req, &sql, n)?;
-    Ok(Scoped {
-        sql,
-        param_count: n,
-    })
+    // A statement that reads only shared or catalog relations binds no tenant parameter.
+    let param_count = if rw.used { n } else { req.params.len() };
+    verify(req, &sql, n, param_count)?;
+    Ok(Scoped { sql, param_count })
 }
 
 /// The CTE names visible at each point of a walk (a CTE shadows a table where visible).
@@ -386,7 +386,10 @@ fn is_fence<'q>(q: &'q Query, column: &str, n: usize) -> Option<&'q TableFactor>
         return None;
     };
     // The whole subquery, printed, is exactly the fence the rewriter writes.
-    let want = format!("SELECT * FROM {rel} WHERE {} = ${n} OFFSET 0", quote(column));
+    let want = format!(
+        "SELECT * FROM {rel} WHERE {} = ${n} OFFSET 0",
+        quote(column)
+    );
     (q.to_string() == want).then_some(rel)
 }
 
@@ -412,6 +415,8 @@ struct Rewriter<'a, 'b> {
     /// Write targets (UPDATE, DELETE): scoped by predicate, not by a fence.
     targets: Vec<*const TableFactor>,
     error: Option<ScopeError>,
+    /// Whether the tenant parameter was written anywhere.
+    used: bool,
 }
 
 impl Rewriter<'_, '_> {
@@ -420,7 +425,8 @@ impl Rewriter<'_, '_> {
         ControlFlow::Break(())
     }
 
-    fn placeholder(&self) -> String {
+    fn placeholder(&mut self) -> String {
+        self.used = true;
         format!("${}", self.n)
     }
 
@@ -462,12 +468,9 @@ impl Rewriter<'_, '_> {
         }
     }
 
-    fn predicate(&self, r: &Ident) -> Result<Expr, ScopeError> {
-        parse_expr(&format!(
-            "{r}.{} = {}",
-            quote(&self.req.tenancy.column),
-            self.placeholder()
-        ))
+    fn predicate(&mut self, r: &Ident) -> Result<Expr, ScopeError> {
+        let p = self.placeholder();
+        parse_expr(&format!("{r}.{} = {p}", quote(&self.req.tenancy.column)))
     }
 
     fn assigns_tenant(&self, a: &[sqlparser::ast::Assignment]) -> bool {
@@ -723,6 +726,7 @@ impl VisitorMut for Rewriter<'_, '_> {
                             )));
                         };
                         let alias_name = alias.as_ref().map(|a| a.name.clone()).unwrap_or(id);
+                        self.used = true;
                         match fence(
                             &s,
                             &t,
@@ -759,7 +763,7 @@ impl VisitorMut for Rewriter<'_, '_> {
 /// Re-reads the printed statement: the guard must accept it, and every relation with the
 /// tenant column must be the one relation of a fence, or a write target whose predicate
 /// starts with the tenant test.
-fn verify(req: &Request<'_>, sql: &str, n: usize) -> Result<(), ScopeError> {
+fn verify(req: &Request<'_>, sql: &str, n: usize, params: usize) -> Result<(), ScopeError> {
     let fail = |why: String| {
         ScopeError::Refused(format!(
             "statement could not be proven scoped to the tenant ({why}); it was not run"
@@ -767,7 +771,7 @@ fn verify(req: &Request<'_>, sql: &str, n: usize) -> Result<(), ScopeError> {
     };
     guard::check(
         sql,
-        Some(n),
+        Some(params),
         Placeholders::Numbered,
         req.access,
         req.allowed,

@@ -53,8 +53,9 @@ pub async fn scope(
         ) {
             Ok(s) => {
                 let mut params = params;
-                params.push(Value::String(tenant.to_owned()));
-                debug_assert_eq!(params.len(), s.param_count);
+                if s.param_count > params.len() {
+                    params.push(Value::String(tenant.to_owned()));
+                }
                 return Ok(Scoped { sql: s.sql, params });
             }
             Err(ScopeError::Stale(_)) if !fresh => fresh = true,
