@@ -741,10 +741,23 @@ impl VisitorMut for Rewriter<'_, '_> {
                     }
                 }
             }
-            TableFactor::Table { .. }
-            | TableFactor::Derived { .. }
+            TableFactor::Table { name, .. } | TableFactor::Function { name, .. } => {
+                // `FROM f(...)`: the read allowlist, as for calls in expressions.
+                let parts: Option<Vec<String>> =
+                    name.0.iter().map(|p| p.as_ident().map(fold)).collect();
+                let allowed = parts.is_some_and(|p| {
+                    functions::judge(&p, Site::Call, Access::ReadOnly, self.req.allowed)
+                        == Verdict::Allow
+                });
+                if !allowed {
+                    return self.fail(ScopeError::Refused(format!(
+                        "in tenant mode only built-in read functions may be called: {name}"
+                    )));
+                }
+                None
+            }
+            TableFactor::Derived { .. }
             | TableFactor::NestedJoin { .. }
-            | TableFactor::Function { .. }
             | TableFactor::UNNEST { .. }
             | TableFactor::TableFunction { .. } => None,
             other => {
