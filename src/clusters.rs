@@ -25,6 +25,8 @@ pub struct Cluster {
     /// The most a call may do on it; a caller's ceiling can lower it, never raise it.
     pub access: Access,
     pub executor: Arc<Executor>,
+    /// Which of its relations carry the tenant column (tenant isolation), cached.
+    pub tenant_map: crate::catalog::tenant_map::TenantMap,
 }
 
 impl Cluster {
@@ -77,6 +79,7 @@ impl Clusters {
                 database: c.database.clone(),
                 access: c.access,
                 executor: Arc::new(executor),
+                tenant_map: Default::default(),
             }));
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));

@@ -155,6 +155,25 @@ pub struct Args {
     #[arg(global = true, long = "allow-function", value_name = "NAME")]
     pub allow_function: Vec<String>,
 
+    /// Bind every SQL call to one tenant (env DSQL_TENANT): reads see only its rows, writes
+    /// touch only its rows, DDL is refused (see README, "Tenant isolation").
+    #[arg(global = true, long = "tenant", value_name = "VALUE")]
+    pub tenant: Option<String>,
+
+    /// The column that holds the tenant (as stored in the catalog).
+    #[arg(
+        global = true,
+        long = "tenant-column",
+        value_name = "NAME",
+        default_value = "tenant_id"
+    )]
+    pub tenant_column: String,
+
+    /// A table without the tenant column that tenant calls may read (reference data):
+    /// `NAME` (in `public`) or `SCHEMA.NAME`; repeatable.
+    #[arg(global = true, long = "shared-table", value_name = "NAME")]
+    pub shared_table: Vec<String>,
+
     /// Serve a local DSQL sandbox instead of a cluster: a throw-away PostgreSQL of this
     /// machine's binaries, with TLS and DSQL's rules (see README, "Try it locally"). Connects
     /// as `admin`, or as the read-only `reader` with `--database_user reader`.
@@ -249,6 +268,10 @@ pub struct Config {
     /// `--allow-function` names.
     pub allowed_functions: AllowedFunctions,
     pub rules: RuleSet,
+    /// `--tenant` / `DSQL_TENANT`: the local caller's tenant (see `policy::tenant`).
+    pub tenant: Option<String>,
+    /// `--tenant-column` and `--shared-table`.
+    pub tenancy: crate::policy::Tenancy,
     pub knowledge_server: String,
     pub knowledge_timeout: Duration,
     pub limits: Limits,
@@ -277,6 +300,7 @@ pub struct Env {
     pub region: Option<String>,
     pub aws_region: Option<String>,
     pub aws_profile: Option<String>,
+    pub tenant: Option<String>,
 }
 
 impl Env {
@@ -288,6 +312,7 @@ impl Env {
             region: get("REGION"),
             aws_region: get("AWS_REGION"),
             aws_profile: get("AWS_PROFILE"),
+            tenant: get("DSQL_TENANT"),
         }
     }
 }
@@ -417,7 +442,20 @@ impl Config {
 
         let allowed_functions =
             AllowedFunctions::parse(&args.allow_function).map_err(ConfigError::Invalid)?;
+        let tenant = args.tenant.clone().or_else(|| env.tenant.clone());
+        if tenant
+            .as_deref()
+            .is_some_and(|t| t.is_empty() || t.contains('\0'))
+        {
+            return Err(ConfigError::Invalid(
+                "--tenant must be a non-empty value without NUL bytes".into(),
+            ));
+        }
+        let tenancy = crate::policy::Tenancy::new(&args.tenant_column, &args.shared_table)
+            .map_err(ConfigError::Invalid)?;
         Ok(Config {
+            tenant,
+            tenancy,
             clusters,
             default_cluster,
             from_file: args.clusters.is_some(),

@@ -3,6 +3,7 @@
 //!
 //! See ARCHITECTURE.md for the map of modules and the path of one tool call.
 
+pub mod catalog;
 pub mod check;
 pub mod cluster_file;
 pub mod clusters;

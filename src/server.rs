@@ -337,6 +337,17 @@ pub fn shape(output: Output, splices: Option<&Splices>) -> CallToolResult {
             result.structured_content = Some(structured);
             result
         }
+        // Tenant isolation: the inner result, plus a last line and a field saying so.
+        Output::Scoped { inner, tenant } => {
+            let mut result = shape(*inner, splices);
+            result.content.push(ContentBlock::text(format!(
+                "(scoped to tenant {tenant}: only its rows were read or changed)"
+            )));
+            if let Some(Value::Object(m)) = result.structured_content.as_mut() {
+                m.insert("scopedToTenant".into(), Value::String(tenant));
+            }
+            result
+        }
     }
 }
 

@@ -11,12 +11,11 @@
 //! failure is logged.
 
 use rmcp::model::{ReadResourceResult, Resource, ResourceContents, ResourceTemplate};
-use serde_json::Value;
 
 use super::guides;
-use crate::executor::{Control, Executor, Mode, Statement, Work};
+use crate::catalog;
+use crate::executor::{Control, Executor};
 use crate::tools::names::{Name, preview};
-use crate::tools::power;
 
 /// The longest resource URI read: a table URI of two 63-byte names, each byte
 /// percent-encoded, fits with room to spare.
@@ -30,17 +29,6 @@ const JSON: &str = "application/json";
 
 /// How long listing resources waits for the cluster's table list.
 const LIST_TABLES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// At most this many tables are listed as resources (templates still reach the rest).
-const MAX_LISTED_TABLES: i64 = 1000;
-
-/// Every user table, outside the system schemas.
-const LIST_ALL_TABLES: &str = "SELECT n.nspname AS schema_name, c.relname AS table_name \
-     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.relkind IN ('r', 'p') \
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'sys') \
-       AND n.nspname NOT LIKE 'pg\\_%' \
-     ORDER BY n.nspname COLLATE \"C\", c.relname COLLATE \"C\" LIMIT $1";
 
 /// Why a resource cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,12 +226,12 @@ pub async fn read(
             })?;
         let executor = sources.executor(cluster, uri)?;
         // The URI carries names as stored in the catalog: matched exactly, never re-quoted.
-        let (schema_name, table_name) = Name::stored(&schema)
-            .and_then(|s| Ok((s, Name::stored(&table)?)))
+        let key = Name::stored(&schema)
+            .and_then(|s| Ok(s.key(&Name::stored(&table)?)))
             .map_err(|e| ResourceError::NotFound(format!("{}: {e}", preview(uri))))?;
-        let description = power::describe(executor, &schema_name, &table_name, ctl)
+        let description = catalog::describe(executor, &key, ctl)
             .await
-            .map_err(|e| ResourceError::Failed(e.0))?
+            .map_err(ResourceError::Failed)?
             .ok_or_else(|| {
                 ResourceError::NotFound(format!(
                     "table \"{table}\" was not found in schema \"{schema}\""
@@ -267,7 +255,7 @@ async fn bounded_tables(
     let mut inner = Control::new(cancel.clone(), ctl.observer);
     inner.shutdown = ctl.shutdown.clone();
     inner.held = ctl.held.clone();
-    let listing = tables(executor, &inner);
+    let listing = catalog::tables(executor, &inner);
     tokio::pin!(listing);
     tokio::select! {
         done = &mut listing => done,
@@ -277,26 +265,6 @@ async fn bounded_tables(
             Err(format!("the cluster did not answer within {LIST_TABLES_WAIT:?}"))
         }
     }
-}
-
-async fn tables(executor: &Executor, ctl: &Control<'_>) -> Result<Vec<(String, String)>, String> {
-    let work = Work::new(
-        Mode::ReadOnly,
-        vec![Statement {
-            sql: LIST_ALL_TABLES.into(),
-            params: vec![Value::from(MAX_LISTED_TABLES)],
-        }],
-    );
-    let outcome = executor.run(&work, ctl).await.map_err(|e| e.to_string())?;
-    Ok(outcome
-        .rows
-        .into_iter()
-        .filter_map(|row| {
-            let schema = row.get("schema_name")?.as_str()?.to_owned();
-            let table = row.get("table_name")?.as_str()?.to_owned();
-            Some((schema, table))
-        })
-        .collect())
 }
 
 /// `dsql://tables/<schema>/<table>`, names percent-encoded.

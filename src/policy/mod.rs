@@ -29,8 +29,10 @@ mod objects;
 mod placeholders;
 mod rules;
 mod scan;
+mod tenant;
 
 pub use functions::{AllowedFunctions, is_listed as is_known_function};
+pub use tenant::{ScopeError, Scoped, Tenancy};
 
 /// How a tool writes placeholders in its SQL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +140,38 @@ pub fn check_with(
     on_big_stack(move || guard::check(&sql, params, style, access, &allowed)).unwrap_or_else(|| {
         Err(PolicyError::Injection(
             "SQL could not be checked (internal error in the checker)".into(),
+        ))
+    })
+}
+
+/// Rewrites a statement the guard accepted (`sql` is its `Checked::sql`) so that it reads
+/// and changes only `tenant`'s rows (see `tenant`); the tenant is bound as parameter
+/// `params.len() + 1`. Refuses what cannot be proven scoped.
+pub fn scope_to_tenant(
+    sql: &str,
+    params: &[serde_json::Value],
+    tenant: &str,
+    tenancy: &Tenancy,
+    map: std::sync::Arc<crate::catalog::tenant_map::Snapshot>,
+    access: Access,
+    allowed: &AllowedFunctions,
+) -> Result<Scoped, ScopeError> {
+    let (sql, params, tenant) = (sql.to_owned(), params.to_vec(), tenant.to_owned());
+    let (tenancy, allowed) = (tenancy.clone(), allowed.clone());
+    on_big_stack(move || {
+        tenant::scope(&tenant::Request {
+            sql: &sql,
+            params: &params,
+            tenant: &tenant,
+            tenancy: &tenancy,
+            map: &map,
+            access,
+            allowed: &allowed,
+        })
+    })
+    .unwrap_or_else(|| {
+        Err(ScopeError::Refused(
+            "SQL could not be scoped (internal error in the tenant rewrite)".into(),
         ))
     })
 }

@@ -35,7 +35,7 @@ impl Caller {
     pub fn local(config: &Config) -> Caller {
         Caller {
             access: config.access,
-            tenant: None,
+            tenant: config.tenant.clone(),
             clusters: None,
         }
     }

@@ -139,6 +139,7 @@ mod tests {
                 Limits::default(),
                 RetryPolicy::default(),
             )),
+            tenant_map: Default::default(),
         }
     }
 

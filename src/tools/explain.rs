@@ -34,11 +34,20 @@ pub async fn explain(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>
     } else {
         "EXPLAIN "
     };
+    // With a tenant bound, the plan is the scoped statement's (what a query would run).
+    let scoped = super::tenant::scope(
+        tb,
+        checked.sql,
+        parameters,
+        crate::policy::Access::ReadOnly,
+        ctl,
+    )
+    .await?;
     let work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
-            sql: format!("{prefix}{}", checked.sql),
-            params: parameters,
+            sql: format!("{prefix}{}", scoped.sql),
+            params: scoped.params,
         }],
     );
     let outcome = executor

@@ -15,6 +15,7 @@ pub mod lint;
 pub mod names;
 pub mod power;
 pub mod reference;
+pub mod tenant;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub enum Output {
     /// A JSON text with a structured object around it (structured content must be an
     /// object, so a bare list travels as `text` and inside `structured`).
     Listing { text: Value, structured: Value },
+    /// A result of a tenant-bound call (`tools/tenant.rs`): shaped as `inner`, plus a last
+    /// text line and a `scopedToTenant` field saying it was scoped.
+    Scoped { inner: Box<Output>, tenant: String },
 }
 
 /// A failed call: the message after "Error executing tool <name>: ".

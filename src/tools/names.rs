@@ -28,6 +28,16 @@ pub struct Name {
 }
 
 impl Name {
+    /// This schema name and `table` as the catalog reads take them.
+    pub fn key(&self, table: &Name) -> crate::catalog::TableKey {
+        crate::catalog::TableKey {
+            schema: self.exact.clone(),
+            table: table.exact.clone(),
+            schema_folded: self.folded.clone(),
+            table_folded: table.folded.clone(),
+        }
+    }
+
     /// A name read from the catalog (a resource URI): exact, never folded.
     pub fn stored(name: &str) -> Result<Name, String> {
         check(name, name, "name")?;

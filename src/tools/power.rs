@@ -7,9 +7,10 @@
 use serde_json::{Map, Value, json};
 
 use super::args::ArgReader;
-use super::names::{self, Name};
+use super::names;
 use super::{Call, Output, ToolError, ToolResult};
-use crate::executor::{Control, Executor, Mode, Outcome, Statement, Work};
+use crate::catalog;
+use crate::executor::{Control, Mode, Outcome, Statement, Work};
 use crate::policy::{self, Access, Placeholders, PolicyError, StatementKind};
 
 /// The read-only check of the power's read tools (`query`, `explain`), `$n` placeholders.
@@ -43,11 +44,12 @@ pub async fn query(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) 
     let (executor, sql, parameters) = tb.statement_call("query", args, "parameters")?;
     let parameters = parameters.unwrap_or_default();
     let checked = check_read(tb, &sql, parameters.len())?;
+    let scoped = super::tenant::scope(tb, checked.sql, parameters, Access::ReadOnly, ctl).await?;
     let mut work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
-            sql: checked.sql,
-            params: parameters,
+            sql: scoped.sql,
+            params: scoped.params,
         }],
     );
     // `columns` is part of the result even when there are no rows.
@@ -59,7 +61,10 @@ pub async fn query(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) 
             ToolError(e.to_string())
         }
     })?;
-    Ok(Output::Structured(rows_json(outcome)))
+    Ok(super::tenant::mark(
+        tb,
+        Output::Structured(rows_json(outcome)),
+    ))
 }
 
 pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
@@ -85,17 +90,20 @@ pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>
         Mode::ReadWrite
     };
     let command = checked.command.clone();
+    let ddl = checked.kind == StatementKind::Ddl;
+    let scoped = super::tenant::scope(tb, checked.sql, parameters, Access::ReadWrite, ctl).await?;
     let work = Work::new(
         mode,
         vec![Statement {
-            sql: checked.sql,
-            params: parameters,
+            sql: scoped.sql,
+            params: scoped.params,
         }],
     );
-    let outcome = executor
-        .run(&work, ctl)
-        .await
-        .map_err(|e| ToolError(e.to_string()))?;
+    let outcome = executor.run(&work, ctl).await;
+    if ddl {
+        super::tenant::ddl_ran(tb);
+    }
+    let outcome = outcome.map_err(|e| ToolError(e.to_string()))?;
     let returned = outcome.rows.len() as u64;
     let mut result = json!({
         "command": command,
@@ -109,7 +117,7 @@ pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>
     if !outcome.columns.is_empty() {
         result["rows"] = Value::Array(outcome.rows.into_iter().map(Value::Object).collect());
     }
-    Ok(Output::Structured(result))
+    Ok(super::tenant::mark(tb, Output::Structured(result)))
 }
 
 pub async fn list_tables(
@@ -181,64 +189,6 @@ pub async fn list_tables(
     })
 }
 
-/// The table's OID, found as stored: exact name first, then PostgreSQL's lower-case folding
-/// ($1 schema, $2 table, $3 and $4 their foldings; a quoted name's folding is itself, see
-/// `names`). Every statement of `describe` filters on it, so the one unit resolves the name
-/// once per statement inside a single snapshot.
-macro_rules! table_oid {
-    () => {
-        "(SELECT c.oid FROM pg_catalog.pg_class c \
-          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-          WHERE n.nspname IN ($1::text, $3::text) AND c.relname IN ($2::text, $4::text) \
-            AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
-          ORDER BY (n.nspname = $1::text) DESC, (c.relname = $2::text) DESC LIMIT 1)"
-    };
-}
-
-const RESOLVE_TABLE: &str = concat!(
-    "SELECT n.nspname AS schema_name, c.relname AS table_name \
-     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-     WHERE c.oid = ",
-    table_oid!()
-);
-
-const DESCRIBE_COLUMNS: &str = concat!(
-    "SELECT a.attname AS name, \
-       pg_catalog.format_type(a.atttypid, a.atttypmod) AS type, \
-       NOT a.attnotnull AS nullable, \
-       CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS default, \
-       CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' END AS identity, \
-       CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS generated \
-     FROM pg_catalog.pg_attribute a \
-     LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-     WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attrelid = ",
-    table_oid!(),
-    " ORDER BY a.attnum"
-);
-
-const DESCRIBE_INDEXES: &str = concat!(
-    "SELECT i.relname AS name, \
-       pg_catalog.pg_get_indexdef(ix.indexrelid) AS definition, \
-       ix.indisunique AS unique, ix.indisprimary AS primary, ix.indisvalid AS valid \
-     FROM pg_catalog.pg_index ix \
-     JOIN pg_catalog.pg_class i ON i.oid = ix.indexrelid \
-     WHERE ix.indrelid = ",
-    table_oid!(),
-    " ORDER BY ix.indisprimary DESC, i.relname"
-);
-
-const DESCRIBE_CONSTRAINTS: &str = concat!(
-    "SELECT con.conname AS name, \
-       CASE con.contype WHEN 'p' THEN 'PRIMARY KEY' WHEN 'u' THEN 'UNIQUE' WHEN 'c' THEN 'CHECK' \
-         WHEN 'f' THEN 'FOREIGN KEY' WHEN 'x' THEN 'EXCLUSION' ELSE con.contype::text END AS type, \
-       pg_catalog.pg_get_constraintdef(con.oid) AS definition, \
-       con.convalidated AS validated \
-     FROM pg_catalog.pg_constraint con \
-     WHERE con.conrelid = ",
-    table_oid!(),
-    " ORDER BY con.contype = 'p' DESC, con.conname"
-);
-
 pub async fn describe_table(
     tb: &Call<'_>,
     args: &Map<String, Value>,
@@ -266,69 +216,15 @@ pub async fn describe_table(
     }
     let schema_name = names::parse(&schema, "schema name").map_err(ToolError)?;
     let table_name = names::parse(&table, "table name").map_err(ToolError)?;
-    match describe(executor, &schema_name, &table_name, ctl).await? {
+    match catalog::describe(executor, &schema_name.key(&table_name), ctl)
+        .await
+        .map_err(ToolError)?
+    {
         Some(description) => Ok(Output::Structured(description)),
         None => Err(ToolError(format!(
             "table \"{table}\" was not found in schema \"{schema}\" (list_tables shows the tables of a schema)"
         ))),
     }
-}
-
-/// A table's columns, indexes and constraints, or `None` when there is no such table.
-/// Shared by `describe_table` and the `dsql://tables/<schema>/<table>` resources.
-pub async fn describe(
-    executor: &Executor,
-    schema: &Name,
-    table: &Name,
-    ctl: &Control<'_>,
-) -> Result<Option<Value>, ToolError> {
-    // One unit: one connection, one transaction, one snapshot for the name and its parts.
-    let key: Vec<Value> = vec![
-        schema.exact.as_str().into(),
-        table.exact.as_str().into(),
-        schema.folded.as_str().into(),
-        table.folded.as_str().into(),
-    ];
-    let statements = [
-        RESOLVE_TABLE,
-        DESCRIBE_COLUMNS,
-        DESCRIBE_INDEXES,
-        DESCRIBE_CONSTRAINTS,
-    ]
-    .into_iter()
-    .map(|sql| Statement {
-        sql: sql.to_owned(),
-        params: key.clone(),
-    })
-    .collect();
-    let mut work = Work::new(Mode::ReadOnly, statements);
-    work.keep_all = true;
-    let mut parts = executor
-        .run_all(&work, ctl)
-        .await
-        .map_err(|e| ToolError(e.to_string()))?
-        .into_iter()
-        .map(|o| o.rows);
-    let Some(found) = parts.next().and_then(|rows| rows.into_iter().next()) else {
-        return Ok(None);
-    };
-    let mut next = || {
-        Value::Array(
-            parts
-                .next()
-                .unwrap_or_default()
-                .into_iter()
-                .map(Value::Object)
-                .collect(),
-        )
-    };
-    Ok(Some(json!({
-        "schema": found["schema_name"],
-        "table": found["table_name"],
-        "columns": next(),
-        "indexes": next(),
-        "constraints": next(),
-    })))
 }
 
 /// The `query` result: rows, their count, and the columns with their types.

@@ -28,16 +28,24 @@ pub async fn readonly_query(
         Access::ReadOnly,
         &tb.config.allowed_functions,
     )?;
+    let scoped = super::tenant::scope(
+        tb,
+        checked.sql,
+        params.unwrap_or_default(),
+        Access::ReadOnly,
+        ctl,
+    )
+    .await?;
     let work = Work::new(
         Mode::ReadOnly,
         vec![Statement {
-            sql: checked.sql,
-            params: params.unwrap_or_default(),
+            sql: scoped.sql,
+            params: scoped.params,
         }],
     )
     .rendered();
     match executor.run(&work, ctl).await {
-        Ok(outcome) => Ok(rows(outcome)),
+        Ok(outcome) => Ok(super::tenant::mark(tb, rows(outcome))),
         Err(e) if e.code() == Some(READ_ONLY_SQL_TRANSACTION) => Err(ToolError(format!(
             "readonly_query does not support write operations. Use transact ({})",
             e.db_error().map(|d| d.message.as_str()).unwrap_or_default()
@@ -67,6 +75,7 @@ pub async fn transact(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_
     let access = tb.access();
     let mut statements = Vec::with_capacity(sql_list.len());
     let mut wait_for_job = false;
+    let mut ddl = false;
     for (i, sql) in sql_list.iter().enumerate() {
         let params = params_list.as_ref().and_then(|p| p[i].clone());
         super::check_sql_size(sql).map_err(|e| numbered(&sql_list, i, e.0))?;
@@ -79,6 +88,7 @@ pub async fn transact(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_
         )
         .map_err(|e| numbered(&sql_list, i, e))?;
         wait_for_job |= checked.kind == StatementKind::WaitForJob;
+        ddl |= checked.kind == StatementKind::Ddl;
         statements.push(Statement {
             sql: checked.sql,
             params: params.unwrap_or_default(),
@@ -98,11 +108,25 @@ pub async fn transact(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_
         let texts: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
         policy::check_rules(&texts, tb.config.rules)?;
     }
-    match executor
-        .run(&Work::new(mode, statements).rendered(), ctl)
-        .await
-    {
-        Ok(outcome) => Ok(rows(outcome)),
+    // Tenant isolation runs after the guard and the rules, on each statement.
+    let mut scoped = Vec::with_capacity(statements.len());
+    for (i, s) in statements.into_iter().enumerate() {
+        let s = super::tenant::scope(tb, s.sql, s.params, access, ctl)
+            .await
+            .map_err(|e| numbered(&sql_list, i, e.0))?;
+        scoped.push(Statement {
+            sql: s.sql,
+            params: s.params,
+        });
+    }
+    let result = executor
+        .run(&Work::new(mode, scoped).rendered(), ctl)
+        .await;
+    if ddl {
+        super::tenant::ddl_ran(tb);
+    }
+    match result {
+        Ok(outcome) => Ok(super::tenant::mark(tb, rows(outcome))),
         Err(e) => Err(ToolError(describe_failure(&sql_list, access, &e))),
     }
 }
