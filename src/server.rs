@@ -52,6 +52,10 @@ sys.wait_for_job), one DDL statement per transaction and never DDL with DML, at 
 fail at COMMIT with SQLSTATE 40001 (OC000/OC001) and should then be retried whole. dsql_lint checks SQL for \
 DSQL compatibility without a cluster.";
 
+/// What `main` prints on stderr when stdin is a terminal: someone started the server by hand.
+pub const WAITING_NOTE: &str = "aurora-dsql-mcp-server: waiting for an MCP client on stdin (JSON-RPC, one message per line); \
+start it from an agent host or `npx -y @modelcontextprotocol/inspector`; Ctrl-C stops it";
+
 /// The first sentence of [`INSTRUCTIONS`], which holds for one cluster only.
 const ONE_CLUSTER: &str = "This server connects an agent to one Amazon Aurora DSQL cluster (PostgreSQL-compatible, serverless, \
 optimistic concurrency).";
