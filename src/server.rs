@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, Implementation,
     InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
     PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities,
     ServerConfig, SetLevelRequestParams,
@@ -101,6 +102,8 @@ pub struct DsqlServer {
     min_level: Arc<AtomicU8>,
     /// The calls in flight, and how to stop them all.
     calls: Stopper,
+    /// The catalog listings `completion/complete` suggests from.
+    completions: Arc<crate::completion::CatalogCache>,
 }
 
 /// Stops every call in flight and waits for them (main's SIGTERM and end-of-stdin paths).
@@ -143,6 +146,7 @@ impl DsqlServer {
             caller: Arc::new(caller),
             min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
             calls: Stopper::default(),
+            completions: Arc::default(),
         }
     }
 
@@ -330,6 +334,7 @@ impl ServerHandler for DsqlServer {
             .enable_tools()
             .enable_resources()
             .enable_prompts()
+            .enable_completions()
             .build();
         InitializeResult::new(capabilities)
             .with_server_info(Implementation::new(
@@ -451,6 +456,24 @@ impl ServerHandler for DsqlServer {
         prompts::get(&request.name, request.arguments.as_ref())
             .map(Into::into)
             .map_err(|e| McpError::invalid_params(capped(&e.0), None))
+    }
+
+    /// Suggestions for resource-template variables (guide names, clusters, schemas, tables).
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let _in_flight = self.calls.tracker.token();
+        let ctl = self.control(&context.ct, &crate::executor::Silent);
+        Ok(crate::completion::complete(
+            &self.completions,
+            &self.tables(),
+            self.toolbox.clusters.default_name(),
+            &request,
+            &ctl,
+        )
+        .await)
     }
 
     async fn set_level(

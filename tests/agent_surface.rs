@@ -1,7 +1,8 @@
 //! What a new user meets first (issue 14), through the real binary: a second server on the
 //! same `--local-dir` is refused in one line naming the server that holds the folder (and the
 //! folder is free again once that server ends); a server started by hand in a terminal says on
-//! stderr that it waits for an MCP client, and says nothing when an agent host pipes stdin.
+//! stderr that it waits for an MCP client, and says nothing when an agent host pipes stdin;
+//! `completion/complete` suggests guide names, schemas and tables (prefix, at most 100, cached).
 
 mod common;
 
@@ -99,4 +100,110 @@ async fn a_server_on_a_pipe_prints_no_such_line() {
         !stderr.contains("waiting for an MCP client"),
         "{stderr}"
     );
+}
+
+/// `completion/complete` for one resource-template variable, through the client.
+async fn complete(
+    s: &McpSession,
+    template: &str,
+    variable: &str,
+    typed: &str,
+    context: &[(&str, &str)],
+) -> rmcp::model::CompletionInfo {
+    let context = (!context.is_empty()).then(|| {
+        rmcp::model::CompletionContext::with_arguments(
+            context
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    });
+    s.peer()
+        .complete_resource_argument(template, variable, typed, context)
+        .await
+        .unwrap()
+}
+
+fn info(values: &[&str], total: u32, has_more: bool) -> rmcp::model::CompletionInfo {
+    rmcp::model::CompletionInfo::with_pagination(
+        values.iter().map(|v| v.to_string()).collect(),
+        Some(total),
+        has_more,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn completions_for_guides_schemas_and_tables_on_the_sandbox() {
+    let args: Vec<String> = ["--local", "--allow-writes"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let s = McpSession::start(&args, &[]).await;
+    let caps = &s.peer().peer_info().unwrap().capabilities;
+    assert!(caps.completions.is_some(), "completions capability declared");
+
+    for sql in [
+        "CREATE SCHEMA shop",
+        "CREATE TABLE orders (id int PRIMARY KEY)",
+        "CREATE TABLE order_lines (id int PRIMARY KEY)",
+        "CREATE TABLE items (id int PRIMARY KEY)",
+        "CREATE TABLE shop.orders_archive (id int PRIMARY KEY)",
+    ] {
+        let r = s.call("execute", json!({"sql": sql})).await;
+        assert_ne!(r.is_error, Some(true), "{sql}: {r:?}");
+    }
+    for i in 0..120 {
+        let sql = format!("CREATE TABLE shop.t{i:03} (id int PRIMARY KEY)");
+        let r = s.call("execute", json!({"sql": sql})).await;
+        assert_ne!(r.is_error, Some(true), "{sql}: {r:?}");
+    }
+
+    // Guide names, from the bundled guides.
+    assert_eq!(
+        complete(&s, "dsql://guides/{name}", "name", "tr", &[]).await,
+        info(&["troubleshooting"], 1, false)
+    );
+    // Schemas and tables, from the catalog, by prefix.
+    let tables = "dsql://tables/{schema}/{table}";
+    assert_eq!(
+        complete(&s, tables, "schema", "", &[]).await,
+        info(&["public", "shop"], 2, false)
+    );
+    assert_eq!(
+        complete(&s, tables, "table", "ord", &[("schema", "public")]).await,
+        info(&["order_lines", "orders"], 2, false)
+    );
+    assert_eq!(
+        complete(&s, tables, "table", "ord", &[]).await,
+        info(&["order_lines", "orders", "orders_archive"], 3, false)
+    );
+    // At most 100 values, with the total and hasMore.
+    let many = complete(&s, tables, "table", "t", &[("schema", "shop")]).await;
+    let first: Vec<String> = (0..100).map(|i| format!("t{i:03}")).collect();
+    assert_eq!(many.values, first);
+    assert_eq!((many.total, many.has_more), (Some(120), Some(true)));
+    // Nothing to suggest: an unknown variable, an unknown template, a prompt's SQL.
+    assert_eq!(complete(&s, tables, "column", "", &[]).await, info(&[], 0, false));
+    assert_eq!(
+        complete(&s, "dsql://views/{name}", "name", "", &[]).await,
+        info(&[], 0, false)
+    );
+    let prompt = s
+        .peer()
+        .complete_prompt_argument("migration-review", "sql", "SEL", None)
+        .await
+        .unwrap();
+    assert_eq!(prompt, info(&[], 0, false));
+
+    // The listing is cached: a table created now shows up only after the cache expires.
+    let r = s
+        .call("execute", json!({"sql": "CREATE TABLE orders_new (id int PRIMARY KEY)"}))
+        .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    assert_eq!(
+        complete(&s, tables, "table", "orders_", &[("schema", "public")]).await,
+        info(&[], 0, false)
+    );
+    assert!(s.close().await.success());
 }
