@@ -151,8 +151,8 @@ fn shape(values: Vec<String>, typed: &str) -> CompleteResult {
         .collect();
     let has_more = total > values.len();
     // At most MAX_VALUES values: `with_pagination` cannot refuse them.
-    let info = CompletionInfo::with_pagination(values, Some(total as u32), has_more)
-        .unwrap_or_default();
+    let info =
+        CompletionInfo::with_pagination(values, Some(total as u32), has_more).unwrap_or_default();
     CompleteResult::new(info)
 }
 
@@ -163,7 +163,12 @@ mod tests {
     #[test]
     fn values_are_filtered_sorted_unique_and_capped() {
         let r = shape(
-            vec!["orders".into(), "items".into(), "order_lines".into(), "orders".into()],
+            vec![
+                "orders".into(),
+                "items".into(),
+                "order_lines".into(),
+                "orders".into(),
+            ],
             "ord",
         );
         assert_eq!(r.completion.values, ["order_lines", "orders"]);

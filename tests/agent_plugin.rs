@@ -35,9 +35,15 @@ fn errors(v: &jsonschema::Validator, instance: &Value) -> Vec<String> {
 #[test]
 fn the_package_validates_against_the_published_schemas() {
     let plugin = json_file("agent-plugin/plugin.json");
-    assert_eq!(errors(&validator("plugin.schema.json"), &plugin), Vec::<String>::new());
+    assert_eq!(
+        errors(&validator("plugin.schema.json"), &plugin),
+        Vec::<String>::new()
+    );
     let mcp = json_file("agent-plugin/mcp.json");
-    assert_eq!(errors(&validator("mcp.schema.json"), &mcp), Vec::<String>::new());
+    assert_eq!(
+        errors(&validator("mcp.schema.json"), &mcp),
+        Vec::<String>::new()
+    );
 }
 
 #[test]
@@ -56,10 +62,16 @@ fn the_schemas_refuse_what_the_format_refuses() {
     let plugin = validator("plugin.schema.json");
     let mut manifest = json_file("agent-plugin/plugin.json");
     manifest["displayName"] = json!("Amazon Aurora DSQL");
-    assert!(!errors(&plugin, &manifest).is_empty(), "an unknown key is rejected");
+    assert!(
+        !errors(&plugin, &manifest).is_empty(),
+        "an unknown key is rejected"
+    );
     let mut manifest = json_file("agent-plugin/plugin.json");
     manifest.as_object_mut().unwrap().remove("$schema");
-    assert!(!errors(&plugin, &manifest).is_empty(), "$schema is required");
+    assert!(
+        !errors(&plugin, &manifest).is_empty(),
+        "$schema is required"
+    );
 }
 
 #[test]
@@ -84,12 +96,16 @@ fn the_package_is_one_folder_of_three_files() {
 /// SKILL.md's frontmatter as (key, value) pairs, and the body after it.
 fn skill() -> (Vec<(String, String)>, String) {
     let text = read("agent-plugin/skills/dsql/SKILL.md");
-    let rest = text.strip_prefix("---\n").expect("SKILL.md starts with frontmatter");
+    let rest = text
+        .strip_prefix("---\n")
+        .expect("SKILL.md starts with frontmatter");
     let (front, body) = rest.split_once("\n---\n").expect("frontmatter is closed");
     let pairs = front
         .lines()
         .map(|l| {
-            let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("not `key: value`: {l}"));
+            let (k, v) = l
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("not `key: value`: {l}"));
             (k.to_owned(), v.to_owned())
         })
         .collect();
@@ -161,7 +177,11 @@ fn the_package_is_in_step_with_the_classic_power() {
     assert_eq!(servers, BTreeSet::from([&"aurora-dsql".to_owned()]));
     assert_eq!(package["mcpServers"]["aurora-dsql"], expected);
     // Every variable the package sets is one POWER.md documents.
-    for name in package["mcpServers"]["aurora-dsql"]["env"].as_object().unwrap().keys() {
+    for name in package["mcpServers"]["aurora-dsql"]["env"]
+        .as_object()
+        .unwrap()
+        .keys()
+    {
         assert!(env.contains(name), "{name} is not in POWER.md");
     }
     // The manifest's version is the crate's.

@@ -38,7 +38,10 @@ async fn a_second_server_on_the_same_local_dir_is_refused_in_one_line() {
     let first = McpSession::start(&args, &[]).await;
     let pid = first.pid().unwrap();
     let r = first
-        .call("execute", json!({"sql": "CREATE TABLE held (id int PRIMARY KEY)"}))
+        .call(
+            "execute",
+            json!({"sql": "CREATE TABLE held (id int PRIMARY KEY)"}),
+        )
         .await;
     assert_eq!(structured(&r)["command"], "CREATE TABLE");
 
@@ -96,10 +99,7 @@ async fn a_server_on_a_pipe_prints_no_such_line() {
     assert!(!session.list_tools().await.is_empty());
     let stderr = session.stderr();
     assert!(session.close().await.success());
-    assert!(
-        !stderr.contains("waiting for an MCP client"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("waiting for an MCP client"), "{stderr}");
 }
 
 /// `completion/complete` for one resource-template variable, through the client.
@@ -141,7 +141,10 @@ async fn completions_for_guides_schemas_and_tables_on_the_sandbox() {
         .collect();
     let s = McpSession::start(&args, &[]).await;
     let caps = &s.peer().peer_info().unwrap().capabilities;
-    assert!(caps.completions.is_some(), "completions capability declared");
+    assert!(
+        caps.completions.is_some(),
+        "completions capability declared"
+    );
 
     for sql in [
         "CREATE SCHEMA shop",
@@ -184,7 +187,10 @@ async fn completions_for_guides_schemas_and_tables_on_the_sandbox() {
     assert_eq!(many.values, first);
     assert_eq!((many.total, many.has_more), (Some(120), Some(true)));
     // Nothing to suggest: an unknown variable, an unknown template, a prompt's SQL.
-    assert_eq!(complete(&s, tables, "column", "", &[]).await, info(&[], 0, false));
+    assert_eq!(
+        complete(&s, tables, "column", "", &[]).await,
+        info(&[], 0, false)
+    );
     assert_eq!(
         complete(&s, "dsql://views/{name}", "name", "", &[]).await,
         info(&[], 0, false)
@@ -198,7 +204,10 @@ async fn completions_for_guides_schemas_and_tables_on_the_sandbox() {
 
     // The listing is cached: a table created now shows up only after the cache expires.
     let r = s
-        .call("execute", json!({"sql": "CREATE TABLE orders_new (id int PRIMARY KEY)"}))
+        .call(
+            "execute",
+            json!({"sql": "CREATE TABLE orders_new (id int PRIMARY KEY)"}),
+        )
         .await;
     assert_ne!(r.is_error, Some(true), "{r:?}");
     assert_eq!(

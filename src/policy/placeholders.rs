@@ -73,7 +73,11 @@ This is not an injection: {}; pass one parameter per placeholder",
 /// "the statement has 2 placeholders but 1 parameter was given", with singulars right.
 pub(crate) fn plain_count(placeholders: usize, supplied: usize) -> String {
     let p = if placeholders == 1 { "" } else { "s" };
-    let (s, verb) = if supplied == 1 { ("", "was") } else { ("s", "were") };
+    let (s, verb) = if supplied == 1 {
+        ("", "was")
+    } else {
+        ("s", "were")
+    };
     format!(
         "the statement has {placeholders} placeholder{p} but {supplied} parameter{s} {verb} given"
     )

@@ -54,10 +54,7 @@ impl FolderLock {
                 )));
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(ClusterError(format!(
-                    "cannot lock {}: {e}",
-                    path.display()
-                )));
+                return Err(ClusterError(format!("cannot lock {}: {e}", path.display())));
             }
         }
         let me = format!("pid={}\nstarted={}\n", std::process::id(), now());
