@@ -291,8 +291,29 @@ fn pretty<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-/// Turns a tool's output into the MCP result.
+/// A JSON value or row printed as `--text-format` says.
+trait ErasedJson {
+    fn render(&self, format: crate::config::TextFormat) -> String;
+}
+
+impl<T: serde::Serialize> ErasedJson for T {
+    fn render(&self, format: crate::config::TextFormat) -> String {
+        match format {
+            crate::config::TextFormat::Pretty => pretty(self),
+            // Serializing a JSON value or map cannot fail (keys are strings).
+            crate::config::TextFormat::Compact => serde_json::to_string(self).unwrap_or_default(),
+        }
+    }
+}
+
+/// Turns a tool's output into the MCP result, text printed pretty (the default).
 pub fn shape(output: Output) -> CallToolResult {
+    shape_as(output, crate::config::TextFormat::Pretty)
+}
+
+/// Turns a tool's output into the MCP result, its text copy printed as `format` says.
+pub fn shape_as(output: Output, format: crate::config::TextFormat) -> CallToolResult {
+    let pretty = |v: &dyn ErasedJson| v.render(format);
     match output {
         Output::Rows { rows, truncated } => {
             let mut content: Vec<ContentBlock> = rows
@@ -378,7 +399,7 @@ impl ServerHandler for DsqlServer {
         let result = match result {
             Ok(output) => {
                 tracing::info!(tool = name, elapsed_ms, "tool call succeeded");
-                shape(output)
+                shape_as(output, self.toolbox.config.text_format)
             }
             Err(ToolError(message)) => {
                 // The message names the problem, never the SQL text or a credential.

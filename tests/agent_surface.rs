@@ -216,3 +216,21 @@ async fn completions_for_guides_schemas_and_tables_on_the_sandbox() {
     );
     assert!(s.close().await.success());
 }
+
+#[tokio::test]
+async fn text_format_compact_prints_the_text_copy_on_one_line() {
+    // dsql_lint answers with its JSON as text only: the text is the whole result.
+    let args = json!({"sql": "CREATE INDEX i ON t (a)"});
+    let pretty = McpSession::start(&[], &[]).await;
+    let text = common::text(&pretty.call("dsql_lint", args.clone()).await);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(!value["diagnostics"].as_array().unwrap().is_empty(), "{text}");
+    assert_eq!(text, serde_json::to_string_pretty(&value).unwrap());
+    assert!(pretty.close().await.success());
+
+    let compact = McpSession::start(&["--text-format".into(), "compact".into()], &[]).await;
+    let text = common::text(&compact.call("dsql_lint", args).await);
+    assert_eq!(text, serde_json::to_string(&value).unwrap());
+    assert!(!text.contains('\n'));
+    assert!(compact.close().await.success());
+}
