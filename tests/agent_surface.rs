@@ -224,7 +224,10 @@ async fn text_format_compact_prints_the_text_copy_on_one_line() {
     let pretty = McpSession::start(&[], &[]).await;
     let text = common::text(&pretty.call("dsql_lint", args.clone()).await);
     let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(!value["diagnostics"].as_array().unwrap().is_empty(), "{text}");
+    assert!(
+        !value["diagnostics"].as_array().unwrap().is_empty(),
+        "{text}"
+    );
     assert_eq!(text, serde_json::to_string_pretty(&value).unwrap());
     assert!(pretty.close().await.success());
 
