@@ -19,6 +19,17 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::executor::{Limits, RetryPolicy};
+
+/// `--text-format`: every result is sent twice, as structuredContent and as text; this says
+/// how the text copy is printed (issue 14).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextFormat {
+    /// Indented JSON, as the reference server prints it.
+    #[default]
+    Pretty,
+    /// One line of JSON per block: the same values in fewer bytes and tokens.
+    Compact,
+}
 use crate::policy::{Access, AllowedFunctions, RuleSet};
 
 /// The name of the one cluster configured by flags or environment (what an HTTP
@@ -116,6 +127,11 @@ pub struct Args {
     /// Bytes of row JSON kept from one result.
     #[arg(global = true, long = "max-result-bytes", value_name = "BYTES", default_value_t = 1 << 20)]
     pub max_result_bytes: usize,
+
+    /// How a result's text content is printed beside its structuredContent: `pretty`
+    /// (indented JSON, as the reference prints it; the default) or `compact` (one line each).
+    #[arg(global = true, long = "text-format", value_name = "FORMAT", value_enum, default_value_t = TextFormat::Pretty)]
+    pub text_format: TextFormat,
 
     /// Bytes of row JSON all calls together may hold at once; a result that would go past it
     /// is cut and says so. Default: 256 MiB, or --max-result-bytes if that is larger.
@@ -272,6 +288,8 @@ pub struct Config {
     pub tenant: Option<String>,
     /// `--tenant-column` and `--shared-table`.
     pub tenancy: crate::policy::Tenancy,
+    /// `--text-format`: how results' text content is printed.
+    pub text_format: TextFormat,
     pub knowledge_server: String,
     pub knowledge_timeout: Duration,
     pub limits: Limits,
@@ -463,6 +481,7 @@ impl Config {
             allowed_functions,
             access,
             rules: args.rules,
+            text_format: args.text_format,
             knowledge_server,
             knowledge_timeout: Duration::from_secs_f64(args.knowledge_timeout),
             limits: Limits {

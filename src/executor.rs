@@ -55,6 +55,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::TextFormat;
 use crate::connection::{ConnectError, DbError, PgConnection, Pool, Pooled, session_problem};
 use crate::value::render::{RenderedRows, RowRenderer};
 use crate::value::{self, TextParam};
@@ -86,8 +87,9 @@ pub struct Work {
     pub keep_all: bool,
     /// The caller needs the result's columns even when it has no rows.
     pub describe: bool,
-    /// Rows go straight into the row tools' answer (`value::render`) instead of maps.
-    pub rendered: bool,
+    /// Rows go straight into the row tools' answer (`value::render`), their text copy in
+    /// this format, instead of maps.
+    pub rendered: Option<TextFormat>,
 }
 
 impl Work {
@@ -98,13 +100,13 @@ impl Work {
             statements,
             keep_all: false,
             describe: false,
-            rendered: false,
+            rendered: None,
         }
     }
 
     /// The same unit, its rows rendered for the row tools' answer (`value::render`).
-    pub fn rendered(mut self) -> Work {
-        self.rendered = true;
+    pub fn rendered(mut self, format: TextFormat) -> Work {
+        self.rendered = Some(format);
         self
     }
 }
@@ -1026,7 +1028,7 @@ async fn run_pipelined(
     statements: &[Statement],
     limits: &Limits,
     observer: &Sink<'_>,
-    render: bool,
+    render: Option<TextFormat>,
 ) -> Vec<Result<Outcome, DbError>> {
     // OID 0: the server infers each parameter's type, as it does for a prepare.
     let unspecified = Type::new("unspecified".into(), 0, Kind::Pseudo, "pg_catalog".into());
@@ -1109,7 +1111,7 @@ async fn read_rows(
     stream: tokio_postgres::RowStream,
     limits: &Limits,
     sink: &Sink<'_>,
-    render: bool,
+    render: Option<TextFormat>,
 ) -> Result<Outcome, DbError> {
     pin_mut!(stream);
     let mut rows = Vec::new();
@@ -1131,8 +1133,8 @@ async fn read_rows(
             truncated = Some(Truncation::Rows(limits.max_rows));
             continue;
         }
-        let (object, mark) = if render {
-            let r = renderer.get_or_insert_with(|| RowRenderer::new(&row));
+        let (object, mark) = if let Some(format) = render {
+            let r = renderer.get_or_insert_with(|| RowRenderer::new(&row, format));
             let mark = r.mark();
             bytes += r.push(&row)?;
             (None, Some(mark))
@@ -1180,7 +1182,7 @@ async fn read_rows(
     Ok(Outcome {
         columns,
         rows,
-        rendered: render.then(|| renderer.map(|r| r.rows).unwrap_or_default()),
+        rendered: render.map(|_| renderer.map(|r| r.rows).unwrap_or_default()),
         rows_affected: stream.rows_affected(),
         truncated,
     })
@@ -1194,7 +1196,7 @@ async fn execute(
     statement: &Statement,
     limits: &Limits,
     observer: &Sink<'_>,
-    render: bool,
+    render: Option<TextFormat>,
 ) -> Result<Outcome, DbError> {
     let types = prepared.params();
     if types.len() != statement.params.len() {

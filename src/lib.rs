@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod check;
 pub mod cluster_file;
 pub mod clusters;
+pub mod completion;
 pub mod config;
 pub mod connection;
 pub mod executor;

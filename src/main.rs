@@ -173,6 +173,7 @@ async fn serve(
     })
     .with_splices(door.splices());
     let calls = server.stopper();
+    waiting_note();
     let stdin_closed = door.closed();
     let running = tokio::select! {
         running = server.serve(door) => match running {
@@ -304,4 +305,14 @@ fn init_logging() {
 fn complain(message: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "aurora-dsql-mcp-server: {message}");
+}
+
+/// The line a person who started the server by hand in a terminal sees (issue 14): the
+/// server is not stuck, it waits for an MCP client speaking JSON-RPC on stdin. Only when
+/// stdin is a terminal, so agent hosts (which pipe stdin) never see it; it goes to stderr.
+fn waiting_note() {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprintln!("{}", aurora_dsql_mcp_server::server::WAITING_NOTE);
+    }
 }

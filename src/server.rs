@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    InitializeResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
-    PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ServerCapabilities,
-    ServerConfig, SetLevelRequestParams,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, Implementation, InitializeResult, ListToolsResult, LoggingLevel,
+    LoggingMessageNotificationParam, PaginatedRequestParams, ProgressNotificationParam,
+    ProgressToken, ServerCapabilities, ServerConfig, SetLevelRequestParams,
 };
 use rmcp::model::{
     GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourceTemplatesResult,
@@ -52,6 +52,10 @@ sys.wait_for_job), one DDL statement per transaction and never DDL with DML, at 
 5 minutes per transaction, no TRUNCATE, SERIAL, triggers, temporary tables or extensions; a transaction can \
 fail at COMMIT with SQLSTATE 40001 (OC000/OC001) and should then be retried whole. dsql_lint checks SQL for \
 DSQL compatibility without a cluster.";
+
+/// What `main` prints on stderr when stdin is a terminal: someone started the server by hand.
+pub const WAITING_NOTE: &str = "aurora-dsql-mcp-server: waiting for an MCP client on stdin (JSON-RPC, one message per line); \
+start it from an agent host or `npx -y @modelcontextprotocol/inspector`; Ctrl-C stops it";
 
 /// The first sentence of [`INSTRUCTIONS`], which holds for one cluster only.
 const ONE_CLUSTER: &str = "This server connects an agent to one Amazon Aurora DSQL cluster (PostgreSQL-compatible, serverless, \
@@ -101,6 +105,8 @@ pub struct DsqlServer {
     /// Where rendered rows wait for the front door to write them (stdio); `None` when the
     /// transport serializes answers itself.
     splices: Option<Arc<Splices>>,
+    /// The catalog listings `completion/complete` suggests from.
+    completions: Arc<crate::completion::CatalogCache>,
 }
 
 /// Stops every call in flight and waits for them (main's SIGTERM and end-of-stdin paths).
@@ -144,6 +150,7 @@ impl DsqlServer {
             min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
             calls: Stopper::default(),
             splices: None,
+            completions: Arc::default(),
         }
     }
 
@@ -295,10 +302,31 @@ fn pretty<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-/// Turns a tool's output into the MCP result. With `splices` (a transport that writes
-/// rendered rows in place, `splice`), a row tool's rows stay rendered and the result holds
-/// markers where they go; otherwise they are turned into values here.
-pub fn shape(output: Output, splices: Option<&Splices>) -> CallToolResult {
+/// A JSON value or row printed as `--text-format` says.
+trait ErasedJson {
+    fn render(&self, format: crate::config::TextFormat) -> String;
+}
+
+impl<T: serde::Serialize> ErasedJson for T {
+    fn render(&self, format: crate::config::TextFormat) -> String {
+        match format {
+            crate::config::TextFormat::Pretty => pretty(self),
+            // Serializing a JSON value or map cannot fail (keys are strings).
+            crate::config::TextFormat::Compact => serde_json::to_string(self).unwrap_or_default(),
+        }
+    }
+}
+
+/// Turns a tool's output into the MCP result, its text copy printed as `format` says. With
+/// `splices` (a transport that writes rendered rows in place, `splice`), a row tool's rows
+/// stay rendered (already in `format`) and the result holds markers where they go;
+/// otherwise they are turned into values here.
+pub fn shape(
+    output: Output,
+    splices: Option<&Splices>,
+    format: crate::config::TextFormat,
+) -> CallToolResult {
+    let pretty = |v: &dyn ErasedJson| v.render(format);
     match output {
         Output::Rows { rows, truncated } => {
             let kept = rows.count;
@@ -339,7 +367,7 @@ pub fn shape(output: Output, splices: Option<&Splices>) -> CallToolResult {
         }
         // Tenant isolation: the inner result, plus a last line and a field saying so.
         Output::Scoped { inner, tenant } => {
-            let mut result = shape(*inner, splices);
+            let mut result = shape(*inner, splices, format);
             result.content.push(ContentBlock::text(format!(
                 "(scoped to tenant {tenant}: only its rows were read or changed)"
             )));
@@ -358,6 +386,7 @@ impl ServerHandler for DsqlServer {
             .enable_tools()
             .enable_resources()
             .enable_prompts()
+            .enable_completions()
             .build();
         InitializeResult::new(capabilities)
             .with_server_info(Implementation::new(
@@ -402,7 +431,11 @@ impl ServerHandler for DsqlServer {
         let result = match result {
             Ok(output) => {
                 tracing::info!(tool = name, elapsed_ms, "tool call succeeded");
-                shape(output, self.splices.as_deref())
+                shape(
+                    output,
+                    self.splices.as_deref(),
+                    self.toolbox.config.text_format,
+                )
             }
             Err(ToolError(message)) => {
                 // The message names the problem, never the SQL text or a credential.
@@ -479,6 +512,24 @@ impl ServerHandler for DsqlServer {
         prompts::get(&request.name, request.arguments.as_ref())
             .map(Into::into)
             .map_err(|e| McpError::invalid_params(capped(&e.0), None))
+    }
+
+    /// Suggestions for resource-template variables (guide names, clusters, schemas, tables).
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        let _in_flight = self.calls.tracker.token();
+        let ctl = self.control(&context.ct, &crate::executor::Silent);
+        Ok(crate::completion::complete(
+            &self.completions,
+            &self.tables(),
+            self.toolbox.clusters.default_name(),
+            &request,
+            &ctl,
+        )
+        .await)
     }
 
     async fn set_level(

@@ -740,6 +740,7 @@ mod tests {
                     truncated: truncated.clone(),
                 },
                 Some(&door.splices()),
+                crate::config::TextFormat::Pretty,
             );
             let plain = shape(
                 Output::Rows {
@@ -747,6 +748,7 @@ mod tests {
                     truncated: truncated.clone(),
                 },
                 None,
+                crate::config::TextFormat::Pretty,
             );
             assert!(
                 spliced.content.len() < plain.content.len(),

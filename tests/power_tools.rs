@@ -389,7 +389,8 @@ async fn query_bad_input_is_reported_clearly() {
             json!({"sql": "SELECT $1::int, $2::int", "parameters": [1]})
         )
         .await,
-        "Your query contains risky injection patterns: Query has 2 placeholders but 1 parameters were supplied"
+        "Your query contains risky injection patterns: Query has 2 placeholders but 1 parameters were supplied. \
+This is not an injection: the statement has 2 placeholders but 1 parameter was given; pass one parameter per placeholder"
     );
 
     // A parameter that does not parse for its inferred type: the database's error and SQLSTATE.

@@ -247,6 +247,15 @@ pub async fn read(
 /// The table listing, given at most [`LIST_TABLES_WAIT`]: hosts list resources on their
 /// own schedule (often at start-up), and a cluster that is away must not hold them up. On
 /// timeout the unit is cancelled through the executor (never dropped mid-transaction).
+/// The (schema, table) pairs of one cluster's user tables, within the listing's own bound:
+/// the table resources' listing, shared with `completion`.
+pub async fn catalog_tables(
+    executor: &Executor,
+    ctl: &Control<'_>,
+) -> Result<Vec<(String, String)>, String> {
+    bounded_tables(executor, ctl).await
+}
+
 async fn bounded_tables(
     executor: &Executor,
     ctl: &Control<'_>,

@@ -92,7 +92,7 @@ pub(crate) fn check(
     }
 
     // 3. Tokens: placeholders, nesting bound, leftovers of U& the pre-pass missed.
-    let tokens = tokenize(&text).map_err(|e| PolicyError::Injection(parse_failure(&e)))?;
+    let tokens = tokenize(&text).map_err(|e| PolicyError::Injection(unparseable(&e)))?;
     token_checks(&tokens)?;
     lexers_agree(&text, &tokens)?;
     let highest = highest_placeholder(&tokens)?;
@@ -100,7 +100,9 @@ pub(crate) fn check(
         let msg = match style {
             Placeholders::Numbered => placeholders::count_mismatch(highest, expected),
             Placeholders::Psycopg => format!(
-                "Query refers to parameters up to ${highest} but {expected} parameters were supplied"
+                "Query refers to parameters up to ${highest} but {expected} parameters were supplied. \
+This is not an injection: {}; pass one parameter per placeholder",
+                placeholders::plain_count(highest, expected)
             ),
         };
         return Err(PolicyError::Injection(msg));
@@ -179,6 +181,16 @@ pub(crate) fn parse_failure(e: &ParserError) -> String {
     let msg = e.to_string();
     let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
     format!("SQL could not be parsed: {msg}")
+}
+
+/// `parse_failure` as the guard reports it: under the reference's "risky injection
+/// patterns" words, so it says plainly that the statement is only not valid SQL.
+fn unparseable(e: &ParserError) -> String {
+    format!(
+        "{}. This is not an injection: the statement is not valid SQL as the checker reads it \
+(check the syntax at the place named); nothing was run",
+        parse_failure(e)
+    )
 }
 
 fn too_large(tokens: usize) -> String {
@@ -504,7 +516,7 @@ fn parse_error_finding(tokens: &[TokenWithSpan], e: &ParserError, access: Access
         ("abort", _) | ("commit" | "rollback", "prepared") | ("prepare", "transaction") => {
             transaction_control(access, &word(0).to_ascii_uppercase())
         }
-        _ => PolicyError::Injection(parse_failure(e)),
+        _ => PolicyError::Injection(unparseable(e)),
     }
 }
 

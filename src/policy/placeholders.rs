@@ -58,14 +58,51 @@ pub(crate) fn translate_psycopg(sql: &str) -> Result<Translated, String> {
     Ok(Translated { sql: out, count })
 }
 
-/// The placeholder-count message shared by both styles.
+/// The placeholder-count message shared by both styles. It starts with the reference's
+/// words (agents and the reference's tests match on them; the reference files this under
+/// "risky injection patterns"), then says plainly what is wrong, since a miscount is not an
+/// injection.
 pub(crate) fn count_mismatch(placeholders: usize, supplied: usize) -> String {
-    format!("Query has {placeholders} placeholders but {supplied} parameters were supplied")
+    format!(
+        "Query has {placeholders} placeholders but {supplied} parameters were supplied. \
+This is not an injection: {}; pass one parameter per placeholder",
+        plain_count(placeholders, supplied)
+    )
+}
+
+/// "the statement has 2 placeholders but 1 parameter was given", with singulars right.
+pub(crate) fn plain_count(placeholders: usize, supplied: usize) -> String {
+    let p = if placeholders == 1 { "" } else { "s" };
+    let (s, verb) = if supplied == 1 {
+        ("", "was")
+    } else {
+        ("s", "were")
+    };
+    format!(
+        "the statement has {placeholders} placeholder{p} but {supplied} parameter{s} {verb} given"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_count_message_keeps_the_reference_words_and_says_what_is_wrong() {
+        assert_eq!(
+            count_mismatch(2, 1),
+            "Query has 2 placeholders but 1 parameters were supplied. This is not an injection: \
+the statement has 2 placeholders but 1 parameter was given; pass one parameter per placeholder"
+        );
+        assert_eq!(
+            plain_count(1, 0),
+            "the statement has 1 placeholder but 0 parameters were given"
+        );
+        assert_eq!(
+            plain_count(0, 2),
+            "the statement has 0 placeholders but 2 parameters were given"
+        );
+    }
 
     fn tr(s: &str) -> Result<(String, usize), String> {
         translate_psycopg(s).map(|t| (t.sql, t.count))

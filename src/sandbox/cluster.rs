@@ -117,6 +117,9 @@ pub struct LocalCluster {
     socket_dir: Option<PathBuf>,
     /// A socket folder of its own outside `root` (a long `root` path), removed on drop.
     own_socket_dir: bool,
+    /// A kept folder's `server.lock`, held while this cluster lives (fields drop after
+    /// `Drop::drop` has stopped the server, so the lock outlives PostgreSQL).
+    _lock: Option<super::lock::FolderLock>,
 }
 
 impl LocalCluster {
@@ -143,16 +146,18 @@ impl LocalCluster {
         } else {
             None
         };
-        let (root, keep) = match &opts.dir {
+        let (root, keep, lock) = match &opts.dir {
             Some(dir) => {
                 fs::create_dir_all(dir)
                     .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
                 let dir = dir
                     .canonicalize()
                     .map_err(|e| err(format!("cannot resolve {}: {e}", dir.display())))?;
-                (dir, true)
+                // Before anything touches the folder: a second server is refused here.
+                let lock = super::lock::FolderLock::take(&dir)?;
+                (dir, true, Some(lock))
             }
-            None => (make_temp_dir(&opts.temp_prefix)?, false),
+            None => (make_temp_dir(&opts.temp_prefix)?, false, None),
         };
         // From here on a failure must not leave a temporary folder behind.
         let cleanup = |e: ClusterError| {
@@ -180,6 +185,7 @@ impl LocalCluster {
             auth: opts.auth.clone(),
             socket_dir,
             own_socket_dir,
+            _lock: lock,
         };
         // On failure `cluster` drops: it stops the server and removes a temporary folder.
         cluster.start_again()?;

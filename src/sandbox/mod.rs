@@ -77,6 +77,7 @@
 
 pub mod cluster;
 pub mod emulation;
+pub mod lock;
 pub mod rewrite;
 
 use std::fmt::Write as _;

@@ -43,7 +43,7 @@ pub async fn readonly_query(
             params: scoped.params,
         }],
     )
-    .rendered();
+    .rendered(tb.config.text_format);
     match executor.run(&work, ctl).await {
         Ok(outcome) => Ok(super::tenant::mark(tb, rows(outcome))),
         Err(e) if e.code() == Some(READ_ONLY_SQL_TRANSACTION) => Err(ToolError(format!(
@@ -120,7 +120,10 @@ pub async fn transact(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_
         });
     }
     let result = executor
-        .run(&Work::new(mode, scoped).rendered(), ctl)
+        .run(
+            &Work::new(mode, scoped).rendered(tb.config.text_format),
+            ctl,
+        )
         .await;
     if ddl {
         super::tenant::ddl_ran(tb);
@@ -170,7 +173,8 @@ pub async fn get_schema(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<
         "SELECT column_name, data_type, table_schema, table_name FROM information_schema.columns \
          WHERE {filter} ORDER BY table_schema, table_name, ordinal_position"
     );
-    let work = Work::new(Mode::ReadOnly, vec![Statement { sql, params }]).rendered();
+    let work =
+        Work::new(Mode::ReadOnly, vec![Statement { sql, params }]).rendered(tb.config.text_format);
     let outcome = executor
         .run(&work, ctl)
         .await

@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::JsonCell;
+use crate::config::TextFormat;
 
 /// `{"type":"text","text":"` … `"}`: how rmcp writes a text content block.
 const BLOCK_OPEN: &[u8] = br#"{"type":"text","text":""#;
@@ -68,12 +69,20 @@ pub struct RowRenderer {
     /// map built column by column does (`value::row_to_object`).
     plan: Vec<(String, usize)>,
     values: Vec<Value>,
+    /// How each row's text copy is printed (`--text-format`).
+    format: TextFormat,
     pub rows: RenderedRows,
 }
 
 impl RowRenderer {
-    pub fn new(row: &Row) -> RowRenderer {
-        RowRenderer::with_columns(row.columns().iter().map(|c| c.name()))
+    pub fn new(row: &Row, format: TextFormat) -> RowRenderer {
+        RowRenderer::with_columns(row.columns().iter().map(|c| c.name())).format(format)
+    }
+
+    /// The same renderer, printing each row's text as `format` says (default: pretty).
+    pub fn format(mut self, format: TextFormat) -> RowRenderer {
+        self.format = format;
+        self
     }
 
     /// A renderer for rows with these column names, in order.
@@ -87,6 +96,7 @@ impl RowRenderer {
         }
         RowRenderer {
             values: Vec::with_capacity(plan.len()),
+            format: TextFormat::Pretty,
             plan,
             rows: RenderedRows::default(),
         }
@@ -145,9 +155,11 @@ impl RowRenderer {
             bytes: 0,
             lines: 1,
         };
-        let mut pretty = serde_json::Serializer::pretty(&mut text);
         // Serializing JSON values into memory cannot fail.
-        let _ = view.serialize(&mut pretty);
+        let _ = match self.format {
+            TextFormat::Pretty => view.serialize(&mut serde_json::Serializer::pretty(&mut text)),
+            TextFormat::Compact => view.serialize(&mut serde_json::Serializer::new(&mut text)),
+        };
         let (text_bytes, lines) = (text.bytes, text.lines);
         rows.blocks.extend_from_slice(BLOCK_CLOSE);
         let before = rows.objects.len();
@@ -368,5 +380,13 @@ mod tests {
         assert_eq!(r.rows, before);
         r.push_values(&[Value::from(2)]);
         assert_eq!(r.rows.objects, br#"{"a":1},{"a":2}"#);
+    }
+
+    #[test]
+    fn compact_text_is_the_compact_json_of_the_row() {
+        let mut r = RowRenderer::with_columns(["a", "b"]).format(TextFormat::Compact);
+        r.push_values(&[Value::from(1), serde_json::json!({"x": "y"})]);
+        let (blocks, _) = r.rows.to_values();
+        assert_eq!(blocks, vec![ContentBlock::text(r#"{"a":1,"b":{"x":"y"}}"#)]);
     }
 }
