@@ -900,8 +900,9 @@ async fn bench(
         .prefix("dsql-bench-home-")
         .tempdir()
         .map_err(|e| format!("temp dir: {e}"))?;
-    let ca = pg.ca_path().display().to_string();
-    let ours_server = |label, extra: &[&str]| {
+    // Ours trusts only the CA of the database it talks to.
+    let ours_for = |db: &pg::PgCluster, label, extra: &[&str]| {
+        let ca = db.ca_path().display().to_string();
         let mut extra: Vec<&str> = extra.to_vec();
         extra.extend(["--ssl-root-cert", &ca]);
         Server {
@@ -912,6 +913,7 @@ async fn bench(
             home: home.path().to_path_buf(),
         }
     };
+    let ours_server = |label, extra: &[&str]| ours_for(pg, label, extra);
     let ours = ours_server("ours", &[]);
     let ours_raised = ours_server(
         "ours-raised",
@@ -943,18 +945,7 @@ async fn bench(
     pg.stop();
     let delay = one_way_delay();
     let _proxy = proxy::DelayProxy::start(PG_PORT, far.port(), delay)?;
-    let far_ca = far.ca_path().display().to_string();
-    let far_server = |label, extra: &[&str]| {
-        let mut extra: Vec<&str> = extra.to_vec();
-        extra.extend(["--ssl-root-cert", &far_ca]);
-        Server {
-            label,
-            program: ours_bin.to_path_buf(),
-            args: cluster_args(&extra),
-            env: base_env(home.path()),
-            home: home.path().to_path_buf(),
-        }
-    };
+    let far_server = |label, extra: &[&str]| ours_for(far, label, extra);
     let reference_far = |label, extra: &[&str]| Server {
         label,
         args: cluster_args(extra),

@@ -939,14 +939,7 @@ async fn one_round_trip(
     if let Err(e) = begun {
         return (Err(ExecError::Begin(e.into())), finished.is_ok_and(|r| r));
     }
-    let outcomes = match first_failure(executed) {
-        Ok(outcomes) => outcomes,
-        Err(error) => return (Err(error), finished.is_ok_and(|reset| reset)),
-    };
-    match finished {
-        Ok(reset) => (kept(conn, work, outcomes).await, reset),
-        Err(error) => (Err(ExecError::Commit(error)), false),
-    }
+    read_ended(conn, work, executed, finished).await
 }
 
 /// A unit in a transaction whose BEGIN must have succeeded before anything runs (a write,
@@ -1009,9 +1002,19 @@ async fn after_begin(
         };
     }
     let (executed, finished) = join!(statements, finish_with(conn, conn.end_sql(true)));
+    read_ended(conn, work, executed, finished).await
+}
+
+/// A read's unit whose statements and COMMIT + reset travelled together: its outcomes, or
+/// its first failure (a COMMIT in a failed transaction rolls it back; the reset still ran).
+async fn read_ended(
+    conn: &Pooled,
+    work: &Work,
+    executed: Vec<Result<Outcome, DbError>>,
+    finished: Result<bool, DbError>,
+) -> (Result<Vec<Outcome>, ExecError>, bool) {
     let outcomes = match first_failure(executed) {
         Ok(outcomes) => outcomes,
-        // A COMMIT in a failed transaction rolls it back; the reset then ran too.
         Err(error) => return (Err(error), finished.is_ok_and(|reset| reset)),
     };
     match finished {
