@@ -179,7 +179,12 @@ pub struct Args {
 
     /// How long a migration waits for one async job (CREATE INDEX ASYNC, ALTER TABLE ASYNC …
     /// VALIDATE) before it stops, failing closed; the job keeps running.
-    #[arg(global = true, long = "job-timeout", value_name = "SECONDS", default_value_t = 1800)]
+    #[arg(
+        global = true,
+        long = "job-timeout",
+        value_name = "SECONDS",
+        default_value_t = 1800
+    )]
     pub job_timeout: u64,
 
     #[command(subcommand)]

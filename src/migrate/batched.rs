@@ -66,7 +66,11 @@ pub fn converges(shape: &WriteShape) -> Result<(), String> {
             c = shape.set_columns.first().map_or("col", String::as_str),
         ));
     };
-    if shape.where_columns.iter().any(|c| shape.set_columns.contains(c)) {
+    if shape
+        .where_columns
+        .iter()
+        .any(|c| shape.set_columns.contains(c))
+    {
         return Ok(());
     }
     Err(format!(
@@ -174,7 +178,13 @@ fn templates(shape: &WriteShape, pk: &[String], base: usize, size: u32) -> Templ
 
 /// Checks a built statement as the caller's statement was checked (defence in depth: the
 /// pieces came from an accepted statement, the glue is ours).
-fn recheck(sql: &str, params: usize, access: Access, allowed: &AllowedFunctions, rules: RuleSet) -> Result<(), String> {
+fn recheck(
+    sql: &str,
+    params: usize,
+    access: Access,
+    allowed: &AllowedFunctions,
+    rules: RuleSet,
+) -> Result<(), String> {
     policy::check_with(sql, Some(params), Placeholders::Numbered, access, allowed)
         .map_err(|e| format!("internal error: a batch statement was refused: {e}"))?;
     if access == Access::ReadWrite {
@@ -340,6 +350,9 @@ mod tests {
             t.write[3],
             "UPDATE t SET s = $1 WHERE (s IS NULL) AND (\"a\", \"b\") > ($2, $3) AND (\"a\", \"b\") <= ($4, $5)"
         );
-        assert_eq!(t.write[1], "UPDATE t SET s = $1 WHERE (s IS NULL) AND (\"a\", \"b\") <= ($2, $3)");
+        assert_eq!(
+            t.write[1],
+            "UPDATE t SET s = $1 WHERE (s IS NULL) AND (\"a\", \"b\") <= ($2, $3)"
+        );
     }
 }

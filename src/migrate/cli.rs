@@ -112,7 +112,8 @@ pub async fn run(
             match runner::dry_run(Some(&cluster.executor), &name, &sql, &settings, &ctl).await {
                 Ok(plan) => {
                     for s in plan["steps"].as_array().into_iter().flatten() {
-                        println!( // stdout-ok
+                        println!(
+                            // stdout-ok
                             "{name} step {}/{} {:<8} {:<8} {} (transaction {})",
                             s["step"],
                             plan["steps"].as_array().map_or(0, Vec::len),
@@ -168,7 +169,10 @@ pub async fn run(
         }
     }
     if dry_run {
-        println!("dry run: {} migration(s) planned, nothing changed", files.len()); // stdout-ok
+        println!(
+            "dry run: {} migration(s) planned, nothing changed",
+            files.len()
+        ); // stdout-ok
     } else {
         println!("{applied} migration(s) applied"); // stdout-ok
     }

@@ -56,7 +56,11 @@ fn unit(mode: Mode, sql: &str, params: Vec<Value>) -> Work {
 }
 
 /// Whether a relation exists (a read; works on a read-only server).
-pub async fn exists(executor: &Executor, table: &str, ctl: &Control<'_>) -> Result<bool, ExecError> {
+pub async fn exists(
+    executor: &Executor,
+    table: &str,
+    ctl: &Control<'_>,
+) -> Result<bool, ExecError> {
     let o = executor
         .run(
             &unit(
@@ -91,7 +95,11 @@ pub async fn ensure_table(executor: &Executor, ctl: &Control<'_>) -> Result<(), 
 }
 
 /// The rows of one migration, by step.
-pub async fn rows(executor: &Executor, name: &str, ctl: &Control<'_>) -> Result<Vec<Row>, ExecError> {
+pub async fn rows(
+    executor: &Executor,
+    name: &str,
+    ctl: &Control<'_>,
+) -> Result<Vec<Row>, ExecError> {
     let o = executor
         .run(
             &unit(
@@ -166,7 +174,11 @@ pub fn upsert(r: &Record<'_>) -> Statement {
 }
 
 /// Writes one step's row in a transaction of its own.
-pub async fn record(executor: &Executor, r: &Record<'_>, ctl: &Control<'_>) -> Result<(), ExecError> {
+pub async fn record(
+    executor: &Executor,
+    r: &Record<'_>,
+    ctl: &Control<'_>,
+) -> Result<(), ExecError> {
     executor
         .run(&Work::new(Mode::ReadWrite, vec![upsert(r)]), ctl)
         .await
@@ -204,7 +216,10 @@ pub async fn restamp(
 
 /// One line per migration for `list_migrations`: name, checksum, steps done / total,
 /// started, finished (when every step is done), the last error of a step not done.
-pub async fn summary(executor: &Executor, ctl: &Control<'_>) -> Result<Vec<Map<String, Value>>, ExecError> {
+pub async fn summary(
+    executor: &Executor,
+    ctl: &Control<'_>,
+) -> Result<Vec<Map<String, Value>>, ExecError> {
     if !exists(executor, TABLE, ctl).await? {
         return Ok(Vec::new());
     }

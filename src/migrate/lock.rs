@@ -146,7 +146,11 @@ pub async fn acquire(
 }
 
 /// Extends the lease; `Ok(false)` when this runner no longer holds the lock.
-pub async fn renew(executor: &Executor, holder: &str, ctl: &Control<'_>) -> Result<bool, ExecError> {
+pub async fn renew(
+    executor: &Executor,
+    holder: &str,
+    ctl: &Control<'_>,
+) -> Result<bool, ExecError> {
     let o = executor
         .run(
             &Work::new(
@@ -173,7 +177,8 @@ pub async fn release(executor: &Executor, holder: &str) -> Result<(), ExecError>
             &Work::new(
                 Mode::ReadWrite,
                 vec![Statement {
-                    sql: "DELETE FROM public.dsql_mcp_migration_lock WHERE id = 1 AND holder = $1".into(),
+                    sql: "DELETE FROM public.dsql_mcp_migration_lock WHERE id = 1 AND holder = $1"
+                        .into(),
                     params: vec![Value::from(holder)],
                 }],
             ),

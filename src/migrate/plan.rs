@@ -118,15 +118,21 @@ pub fn plan(sql: &str, checks: &Checks<'_>) -> Result<Plan, String> {
             .map(|s| s.sql.as_str())
             .collect();
         if members.len() > 1 {
-            policy::check_rules(&members, checks.rules).map_err(|e| {
-                format!("transaction {t} of the plan: {e}")
-            })?;
+            policy::check_rules(&members, checks.rules)
+                .map_err(|e| format!("transaction {t} of the plan: {e}"))?;
         }
     }
     let checksum = sha256_hex(
         &steps
             .iter()
-            .map(|s| format!("{}:{}:{}", s.kind.as_str(), s.batch_size.unwrap_or(0), s.hash))
+            .map(|s| {
+                format!(
+                    "{}:{}:{}",
+                    s.kind.as_str(),
+                    s.batch_size.unwrap_or(0),
+                    s.hash
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n"),
     );
@@ -211,7 +217,7 @@ fn group(steps: &mut [Step]) {
     let mut open: Option<usize> = None; // rows (plus history rows) of the open DML group
     for s in steps.iter_mut() {
         match (s.kind, s.rows, open) {
-            (Kind::Dml, Some(rows), Some(used)) if used + rows + 1 <= ROW_LIMIT => {
+            (Kind::Dml, Some(rows), Some(used)) if used + rows < ROW_LIMIT => {
                 open = Some(used + rows + 1);
             }
             (Kind::Dml, Some(rows), _) => {
@@ -274,7 +280,10 @@ mod tests {
     #[test]
     fn statements_are_grouped_as_dsql_allows() {
         let (allowed, rules) = checks();
-        let c = Checks { allowed: &allowed, rules };
+        let c = Checks {
+            allowed: &allowed,
+            rules,
+        };
         let p = plan(
             "CREATE TABLE t (id int PRIMARY KEY, s text);\n\
              INSERT INTO t VALUES (1, 'a'), (2, 'b');\n\
@@ -285,10 +294,21 @@ mod tests {
             &c,
         )
         .unwrap();
-        let shape: Vec<(usize, &str)> = p.steps.iter().map(|s| (s.transaction, s.kind.as_str())).collect();
+        let shape: Vec<(usize, &str)> = p
+            .steps
+            .iter()
+            .map(|s| (s.transaction, s.kind.as_str()))
+            .collect();
         assert_eq!(
             shape,
-            [(1, "ddl"), (2, "dml"), (2, "dml"), (3, "dml"), (4, "ddl_job"), (5, "batched")]
+            [
+                (1, "ddl"),
+                (2, "dml"),
+                (2, "dml"),
+                (3, "dml"),
+                (4, "ddl_job"),
+                (5, "batched")
+            ]
         );
         assert_eq!(p.steps[1].rows, Some(2));
         assert_eq!(p.steps[5].batch_size, Some(100));
@@ -298,13 +318,32 @@ mod tests {
     #[test]
     fn refusals_name_the_step() {
         let (allowed, rules) = checks();
-        let c = Checks { allowed: &allowed, rules };
-        let e = plan("CREATE TABLE t (id int PRIMARY KEY);\nCREATE INDEX i ON t (id);", &c).unwrap_err();
-        assert!(e.starts_with("step 2 (line 2): DSQL rules refused the statement"), "{e}");
+        let c = Checks {
+            allowed: &allowed,
+            rules,
+        };
+        let e = plan(
+            "CREATE TABLE t (id int PRIMARY KEY);\nCREATE INDEX i ON t (id);",
+            &c,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("step 2 (line 2): DSQL rules refused the statement"),
+            "{e}"
+        );
         let e = plan("SELECT 1", &c).unwrap_err();
-        assert_eq!(e, "step 1 (line 1): a SELECT changes nothing; a migration holds DDL and DML only");
+        assert_eq!(
+            e,
+            "step 1 (line 1): a SELECT changes nothing; a migration holds DDL and DML only"
+        );
         let e = plan("-- dsql:batched\nCREATE TABLE t (id int PRIMARY KEY)", &c).unwrap_err();
-        assert_eq!(e, "step 1 (line 2): `-- dsql:batched` applies to an UPDATE or a DELETE, not to CREATE TABLE");
-        assert_eq!(plan("-- nothing\n", &c).unwrap_err(), "the migration holds no SQL statement");
+        assert_eq!(
+            e,
+            "step 1 (line 2): `-- dsql:batched` applies to an UPDATE or a DELETE, not to CREATE TABLE"
+        );
+        assert_eq!(
+            plan("-- nothing\n", &c).unwrap_err(),
+            "the migration holds no SQL statement"
+        );
     }
 }

@@ -346,7 +346,13 @@ impl Run<'_> {
     }
 
     /// Records the step failed and builds the failure.
-    async fn failed(&mut self, s: &Step, started: Instant, error: String, job: Option<&str>) -> Failure {
+    async fn failed(
+        &mut self,
+        s: &Step,
+        started: Instant,
+        error: String,
+        job: Option<&str>,
+    ) -> Failure {
         let mut r = self.record(s, FAILED);
         r.error = Some(&error);
         r.job_id = job;
@@ -413,7 +419,12 @@ impl Run<'_> {
         let mut did_any = false;
         let last = self.plan.steps.last().map_or(0, |s| s.transaction);
         for t in 1..=last {
-            let group: Vec<&Step> = self.plan.steps.iter().filter(|s| s.transaction == t).collect();
+            let group: Vec<&Step> = self
+                .plan
+                .steps
+                .iter()
+                .filter(|s| s.transaction == t)
+                .collect();
             let mut todo = Vec::new();
             for s in group {
                 match state_of(s.index) {
@@ -427,7 +438,11 @@ impl Run<'_> {
             if todo.is_empty() {
                 continue;
             }
-            if !matches!(lock::renew(self.executor, self.holder, self.ctl).await, Ok(true)) || self.lost {
+            if !matches!(
+                lock::renew(self.executor, self.holder, self.ctl).await,
+                Ok(true)
+            ) || self.lost
+            {
                 return Err(Failure::new(format!(
                     "migration {} stopped before step {}: this runner lost the migration lock (its lease expired and \
                      another runner took it); the steps before are applied and recorded",
@@ -446,7 +461,11 @@ impl Run<'_> {
                 Kind::Batched => Box::pin(self.batched(first)).await?,
             }
         }
-        Ok(if did_any { "applied" } else { "already_applied" })
+        Ok(if did_any {
+            "applied"
+        } else {
+            "already_applied"
+        })
     }
 
     async fn dml(&mut self, steps: &[&Step]) -> Result<(), Failure> {
@@ -544,7 +563,9 @@ impl Run<'_> {
                     done.error = None;
                     self.write(&done).await?;
                     let mut rep = self.report(s, "applied", started);
-                    rep.note = Some("no job_id returned (IF NOT EXISTS and the object exists already)".into());
+                    rep.note = Some(
+                        "no job_id returned (IF NOT EXISTS and the object exists already)".into(),
+                    );
                     self.push(rep);
                     return Ok(());
                 };
@@ -574,12 +595,15 @@ impl Run<'_> {
                     field("job_type"),
                     field("object_name"),
                     field("status"),
-                    row.get("details").and_then(Value::as_str).unwrap_or("no details recorded"),
+                    row.get("details")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no details recorded"),
                 );
                 Err(self.failed(s, started, msg, Some(&job_id)).await)
             }
             Err(WaitError::TimedOut(row)) => {
-                let msg = jobs::timed_out_message(&job_id, &row, self.settings.job_timeout.as_secs());
+                let msg =
+                    jobs::timed_out_message(&job_id, &row, self.settings.job_timeout.as_secs());
                 // Still started, with its job id: the next run waits for the same job.
                 let mut r = self.record(s, STARTED);
                 r.job_id = Some(&job_id);
@@ -599,16 +623,24 @@ impl Run<'_> {
                 )))
             }
             Err(WaitError::NotFound) => {
-                let msg = format!("job {job_id} is not in sys.jobs (finished jobs are kept at least 30 minutes)");
-                Err(self.unsettled(s, &history::Row {
-                    step: s.index,
-                    kind: s.kind.as_str().into(),
-                    hash: s.hash.clone(),
-                    state: STARTED.into(),
-                    job_id: Some(job_id.clone()),
-                    started_at: String::new(),
-                    last_error: None,
-                }, Some(msg)).await)
+                let msg = format!(
+                    "job {job_id} is not in sys.jobs (finished jobs are kept at least 30 minutes)"
+                );
+                Err(self
+                    .unsettled(
+                        s,
+                        &history::Row {
+                            step: s.index,
+                            kind: s.kind.as_str().into(),
+                            hash: s.hash.clone(),
+                            state: STARTED.into(),
+                            job_id: Some(job_id.clone()),
+                            started_at: String::new(),
+                            last_error: None,
+                        },
+                        Some(msg),
+                    )
+                    .await)
             }
             Err(WaitError::Cancelled) => Err(Failure::new(format!(
                 "migration {} was cancelled while waiting for job {job_id} of step {}; the job keeps running. \
@@ -672,7 +704,11 @@ impl Run<'_> {
             step = s.index,
             cmd = s.command,
             line = s.line,
-            at = if r.started_at.is_empty() { String::new() } else { format!(" at {}", r.started_at) },
+            at = if r.started_at.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", r.started_at)
+            },
             extra = extra.map(|e| format!("{e}. ")).unwrap_or_default(),
             table = history::TABLE,
         ))
@@ -694,17 +730,21 @@ fn object_name(sql: &str, after: &[&str], skip: &[&str]) -> Option<String> {
     if w.eq_ignore_ascii_case("ON") {
         return None;
     }
-    Some(match w.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
-        Some(q) => q.replace("\"\"", "\""),
-        None => w.to_lowercase(),
-    })
+    Some(
+        match w.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+            Some(q) => q.replace("\"\"", "\""),
+            None => w.to_lowercase(),
+        },
+    )
 }
 
 /// What the catalog and `sys.jobs` say about a step's object, as one sentence or two.
 async fn inspect(executor: &Executor, s: &Step, r: &history::Row, ctl: &Control<'_>) -> String {
     let mut out = Vec::new();
     if s.kind == Kind::Job {
-        let (sql, name) = if let Some(n) = object_name(&s.sql, &["INDEX", "ASYNC"], &["IF", "NOT", "EXISTS"]) {
+        let (sql, name) = if let Some(n) =
+            object_name(&s.sql, &["INDEX", "ASYNC"], &["IF", "NOT", "EXISTS"])
+        {
             (
                 "SELECT c.relname::text AS name, i.indisvalid AS valid FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid WHERE c.relname = $1",
@@ -738,7 +778,9 @@ async fn inspect(executor: &Executor, s: &Step, r: &history::Row, ctl: &Control<
             Err(e) => out.push(format!("The catalog could not be read: {e}.")),
         }
         let jobs = match &r.job_id {
-            Some(id) => jobs::fetch(executor, id, ctl).await.map(|j| j.into_iter().collect::<Vec<_>>()),
+            Some(id) => jobs::fetch(executor, id, ctl)
+                .await
+                .map(|j| j.into_iter().collect::<Vec<_>>()),
             None => {
                 let work = Work::new(
                     Mode::ReadOnly,
@@ -780,16 +822,31 @@ mod tests {
     #[test]
     fn object_names_are_read() {
         assert_eq!(
-            object_name("CREATE INDEX ASYNC IF NOT EXISTS Ix_A ON t (a)", &["INDEX", "ASYNC"], &["IF", "NOT", "EXISTS"]),
+            object_name(
+                "CREATE INDEX ASYNC IF NOT EXISTS Ix_A ON t (a)",
+                &["INDEX", "ASYNC"],
+                &["IF", "NOT", "EXISTS"]
+            ),
             Some("ix_a".into())
         );
         assert_eq!(
-            object_name("CREATE UNIQUE INDEX ASYNC \"Q\" ON t (a)", &["INDEX", "ASYNC"], &[]),
+            object_name(
+                "CREATE UNIQUE INDEX ASYNC \"Q\" ON t (a)",
+                &["INDEX", "ASYNC"],
+                &[]
+            ),
             Some("Q".into())
         );
-        assert_eq!(object_name("CREATE INDEX ASYNC ON t (a)", &["INDEX", "ASYNC"], &[]), None);
         assert_eq!(
-            object_name("ALTER TABLE ASYNC t VALIDATE CONSTRAINT c_pos", &["VALIDATE", "CONSTRAINT"], &[]),
+            object_name("CREATE INDEX ASYNC ON t (a)", &["INDEX", "ASYNC"], &[]),
+            None
+        );
+        assert_eq!(
+            object_name(
+                "ALTER TABLE ASYNC t VALIDATE CONSTRAINT c_pos",
+                &["VALIDATE", "CONSTRAINT"],
+                &[]
+            ),
             Some("c_pos".into())
         );
     }

@@ -64,9 +64,7 @@ fn directive(rest: &str) -> Result<u32, String> {
         })?)?,
     };
     if let Some(extra) = words.next() {
-        return Err(format!(
-            "unexpected `{extra}` after `dsql:batched {size}`"
-        ));
+        return Err(format!("unexpected `{extra}` after `dsql:batched {size}`"));
     }
     Ok(size)
 }

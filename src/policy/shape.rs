@@ -104,9 +104,11 @@ pub(crate) fn write_shape(sql: &str) -> Result<WriteShape, String> {
     match statement {
         Statement::Update(u) => {
             if u.from.is_some() {
-                return Err("UPDATE … FROM cannot be batched (batches walk one table's primary key); \
+                return Err(
+                    "UPDATE … FROM cannot be batched (batches walk one table's primary key); \
                             write the value as a subquery in SET instead"
-                    .into());
+                        .into(),
+                );
             }
             if u.returning.is_some() {
                 return Err("RETURNING is not available in a batched write (its rows would come from many transactions)".into());
@@ -119,7 +121,9 @@ pub(crate) fn write_shape(sql: &str) -> Result<WriteShape, String> {
             for a in &u.assignments {
                 match &a.target {
                     AssignmentTarget::ColumnName(n) => set_columns.extend(last_part(n)),
-                    AssignmentTarget::Tuple(ns) => set_columns.extend(ns.iter().filter_map(last_part)),
+                    AssignmentTarget::Tuple(ns) => {
+                        set_columns.extend(ns.iter().filter_map(last_part))
+                    }
                 }
             }
             let set = u
@@ -140,9 +144,11 @@ pub(crate) fn write_shape(sql: &str) -> Result<WriteShape, String> {
         }
         Statement::Delete(d) => {
             if d.using.is_some() {
-                return Err("DELETE … USING cannot be batched (batches walk one table's primary key); \
+                return Err(
+                    "DELETE … USING cannot be batched (batches walk one table's primary key); \
                             write the condition as a subquery (WHERE … IN (SELECT …)) instead"
-                    .into());
+                        .into(),
+                );
             }
             if d.returning.is_some() {
                 return Err("RETURNING is not available in a batched write (its rows would come from many transactions)".into());
@@ -181,7 +187,8 @@ mod tests {
 
     #[test]
     fn writes_are_taken_apart() {
-        let s = write_shape("UPDATE public.t SET status = 'new', n = n + 1 WHERE status IS NULL").unwrap();
+        let s = write_shape("UPDATE public.t SET status = 'new', n = n + 1 WHERE status IS NULL")
+            .unwrap();
         assert_eq!(s.verb, Verb::Update);
         assert_eq!(s.table, "public.t");
         assert_eq!(s.set, "status = 'new', n = n + 1");

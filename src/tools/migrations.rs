@@ -10,7 +10,7 @@ use super::args::ArgReader;
 use super::{Call, Output, ToolError, ToolResult, check_sql_size};
 use crate::executor::Control;
 use crate::migrate::{batched, history, lock, runner, split};
-use crate::policy::{self, Access, PolicyError, Placeholders};
+use crate::policy::{self, Access, Placeholders, PolicyError};
 
 fn settings<'a>(tb: &'a Call<'_>) -> runner::Settings<'a> {
     runner::Settings {
@@ -23,7 +23,8 @@ fn settings<'a>(tb: &'a Call<'_>) -> runner::Settings<'a> {
 fn needs_writes(tb: &Call<'_>, what: &str) -> Result<(), ToolError> {
     if tb.access() == Access::ReadOnly {
         return Err(ToolError(
-            PolicyError::WriteNotAllowed(format!("{what} needs {}", tb.write_requirement())).to_string(),
+            PolicyError::WriteNotAllowed(format!("{what} needs {}", tb.write_requirement()))
+                .to_string(),
         ));
     }
     Ok(())
@@ -123,7 +124,9 @@ pub async fn execute_batched(
         Access::ReadWrite,
         &tb.config.allowed_functions,
     )?;
-    if checked.kind != policy::StatementKind::Dml || !matches!(checked.command.as_str(), "UPDATE" | "DELETE") {
+    if checked.kind != policy::StatementKind::Dml
+        || !matches!(checked.command.as_str(), "UPDATE" | "DELETE")
+    {
         return Err(ToolError(format!(
             "execute_batched runs one UPDATE or DELETE in batches; this is {} (use execute)",
             checked.command
