@@ -33,6 +33,9 @@ fn main() -> ExitCode {
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // apply_migration nests the runner, the batched writer and the SQL parser (deep in
+        // debug builds); tokio's 2 MiB worker stacks overflowed on it (tests/migrations.rs).
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(rt) => rt,
