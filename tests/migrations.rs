@@ -132,7 +132,7 @@ async fn workflow_migration_dry_run_apply_resume_and_refusals() {
     )
     .await;
     assert!(
-        refused.starts_with("migration 0001_orders was applied with a different text: step 3 (ALTER TABLE, line 3) differs"),
+        refused.starts_with("Error executing tool apply_migration: migration 0001_orders was applied with a different text: step 3 (ALTER TABLE, line 3) differs"),
         "{refused}"
     );
 
@@ -145,7 +145,7 @@ async fn workflow_migration_dry_run_apply_resume_and_refusals() {
     )
     .await;
     assert!(
-        failed.starts_with("migration 0002_t2 failed at step 2 of 3 (INSERT, line 2):"),
+        failed.starts_with("Error executing tool apply_migration: migration 0002_t2 failed at step 2 of 3 (INSERT, line 2):"),
         "{failed}"
     );
     let history = rows(
@@ -229,12 +229,18 @@ async fn workflow_migration_dry_run_apply_resume_and_refusals() {
     let never = err(
         &s,
         "execute_batched",
-        json!({ "sql": "UPDATE big SET flag = true WHERE flag = true" }),
+        json!({ "sql": "UPDATE big SET flag = false WHERE id > 0" }),
     )
     .await;
     assert!(
-        never.contains("would not converge") || never.contains("converge"),
+        never.contains(
+            "this UPDATE's batches would not converge: its WHERE reads none of the columns its SET changes (flag)"
+        ),
         "{never}"
+    );
+    assert_eq!(
+        rows(&s, "SELECT count(*)::int AS n FROM big WHERE flag").await,
+        [json!({ "n": 7500 })]
     );
     s.close().await;
 }
