@@ -212,6 +212,16 @@ pub struct Args {
     )]
     pub local_dir: Option<PathBuf>,
 
+    /// How long a migration waits for one async job (CREATE INDEX ASYNC, ALTER TABLE ASYNC …
+    /// VALIDATE) before it stops, failing closed; the job keeps running.
+    #[arg(
+        global = true,
+        long = "job-timeout",
+        value_name = "SECONDS",
+        default_value_t = 1800
+    )]
+    pub job_timeout: u64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -223,6 +233,17 @@ pub enum Command {
     /// credentials, TLS, connection, server version, tables, and a timed `SELECT 1`.
     /// Prints one line per check; exit code 0 only when all pass.
     Check,
+    /// Apply every `*.sql` file of DIR in lexical order as a migration named by its file
+    /// stem (resuming where a previous run stopped); needs --allow-writes unless --dry-run.
+    /// One line per step; exit code 0 only when everything applied.
+    Migrate {
+        /// Show the plan of each file (and what the history has applied) and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+        /// The folder of migration files.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 fn parse_rules(s: &str) -> Result<RuleSet, String> {
@@ -292,6 +313,8 @@ pub struct Config {
     pub text_format: TextFormat,
     pub knowledge_server: String,
     pub knowledge_timeout: Duration,
+    /// `--job-timeout`: a migration's longest wait for one async job.
+    pub job_timeout: Duration,
     pub limits: Limits,
     pub retry: RetryPolicy,
 }
@@ -484,6 +507,7 @@ impl Config {
             text_format: args.text_format,
             knowledge_server,
             knowledge_timeout: Duration::from_secs_f64(args.knowledge_timeout),
+            job_timeout: Duration::from_secs(args.job_timeout.max(1)),
             limits: Limits {
                 budget_bytes,
                 ..limits

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod executor;
 pub mod jobs;
 pub mod knowledge;
+pub mod migrate;
 pub mod plan;
 pub mod policy;
 pub mod sandbox;

@@ -1,6 +1,6 @@
 //! Entry point: parse the command line, start logging to stderr, then serve MCP on stdio
 //! (against a cluster, or the `--local` sandbox; stdio goes through the front door,
-//! `stdio.rs`) or run the `check` command.
+//! `stdio.rs`) or run the `check` or `migrate` command.
 
 // rmcp's service future nests deeply enough to exceed the default layout depth.
 #![recursion_limit = "256"]
@@ -33,6 +33,9 @@ fn main() -> ExitCode {
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // apply_migration nests the runner, the batched writer and the SQL parser (deep in
+        // debug builds); tokio's 2 MiB worker stacks overflowed on it (tests/migrations.rs).
+        .thread_stack_size(8 << 20)
         .build()
     {
         Ok(rt) => rt,
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
 
 async fn run(mut args: Args) -> ExitCode {
     let checking = args.command == Some(Command::Check);
+    let config_command = args.command.clone();
     let env = Env::from_process();
     // Listen for SIGINT/SIGTERM before anything is started, so none of it is left behind.
     let mut stop = match Stop::listen() {
@@ -109,7 +113,16 @@ async fn run(mut args: Args) -> ExitCode {
                 (Some(sb), Some(db)) => Some(sb.minter(db)),
                 _ => None,
             };
-            if checking {
+            if let Some(Command::Migrate { dry_run, dir }) = &config_command {
+                let local = minter.map(|minter| clusters::Local {
+                    minter,
+                    rewriter: sandbox::rewriter(),
+                });
+                tokio::select! {
+                    code = aurora_dsql_mcp_server::migrate::cli::run(&config, local, dir, *dry_run) => code,
+                    _ = stop.signalled() => ExitCode::from(130),
+                }
+            } else if checking {
                 let local = match (&sandbox, sandbox_error) {
                     (Some(sb), _) => check::Local::Started(sb),
                     (None, Some(e)) => check::Local::Failed(e),

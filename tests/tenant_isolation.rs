@@ -326,6 +326,62 @@ impl Gen {
 
 /// A random read over the fixture: joins of every kind, subqueries in several clauses,
 /// set operations and CTEs; `{s}` is the schema. Always ordered, so results compare exactly.
+#[tokio::test]
+async fn migrations_and_batched_writes_are_refused_to_a_tenant_session() {
+    let pg = common::shared();
+    let s = fixture(pg).await;
+    let session = McpSession::for_cluster(pg, &["--allow-writes", "--tenant", "acme"]).await;
+    let refused = |what: &str| {
+        format!(
+            "Tenant isolation refused {what}: this session is bound to tenant acme, and migrations and batched writes are not scoped to one tenant; run them from a session without --tenant"
+        )
+    };
+    let r = session
+        .call(
+            "execute_batched",
+            json!({ "sql": format!("UPDATE {s}.orders SET total = 0 WHERE total <> 0") }),
+        )
+        .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).ends_with(&refused("execute_batched")),
+        "{}",
+        text(&r)
+    );
+    let r = session
+        .call(
+            "apply_migration",
+            json!({ "name": "0001_t", "sql": format!("ALTER TABLE {s}.orders ADD COLUMN x int") }),
+        )
+        .await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).ends_with(&refused("apply_migration (without dry_run)")),
+        "{}",
+        text(&r)
+    );
+    // Nothing reached the tables: every order keeps its total, and no column was added.
+    let su = pg.superuser().await;
+    let totals: Vec<i32> = su
+        .query(&format!("SELECT total FROM {s}.orders ORDER BY id"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(totals, vec![5, 20, 30, 40, 7]);
+    let columns: i64 = su
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'orders'",
+            &[&s],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(columns, 4);
+    session.close().await;
+}
+
 fn random_query(g: &mut Gen) -> String {
     let join = g.pick(&["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"]);
     let filter = g.pick(&[

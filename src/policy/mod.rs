@@ -29,9 +29,12 @@ mod objects;
 mod placeholders;
 mod rules;
 mod scan;
+mod shape;
 mod tenant;
 
 pub use functions::{AllowedFunctions, is_listed as is_known_function};
+pub use scan::{Piece, split};
+pub use shape::{Verb, WriteShape};
 pub use tenant::{ScopeError, Scoped, Tenancy};
 
 /// How a tool writes placeholders in its SQL.
@@ -299,4 +302,19 @@ pub fn lint(sql: &str, fix: bool) -> serde_json::Value {
             "summary": {"errors": 1, "warnings": 0, "fixed": 0},
         })
     })
+}
+
+/// Rows an `INSERT … VALUES` writes, known before it runs; `None` for any other statement.
+/// Pass a statement the guard accepted (`Checked::sql`).
+pub fn values_rows(sql: &str) -> Option<usize> {
+    let owned = sql.to_owned();
+    on_big_stack(move || shape::values_rows(&owned)).flatten()
+}
+
+/// A one-table `UPDATE` / `DELETE` taken apart for a batched write (see `shape`), or why
+/// it cannot be batched. Pass a statement the guard accepted (`Checked::sql`).
+pub fn write_shape(sql: &str) -> Result<WriteShape, String> {
+    let owned = sql.to_owned();
+    on_big_stack(move || shape::write_shape(&owned))
+        .unwrap_or_else(|| Err("SQL could not be read (internal error in the checker)".into()))
 }

@@ -748,3 +748,104 @@ mod measure_tests {
         );
     }
 }
+
+/// One statement of a script, as `split` cut it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The statement's text, without its `;` and the comments before it.
+    pub sql: String,
+    /// The `--` comments between the previous statement and this one, without `--`, trimmed.
+    pub comments: Vec<String>,
+    /// 1-based line of the statement's first character of code.
+    pub line: usize,
+}
+
+/// Cuts a script into statements at the `;`s this lexer sees in code (never inside a
+/// literal, a quoted name, a dollar quote or a comment), keeping the line comments that
+/// precede each statement (where the migration layer's directives live).
+pub fn split(sql: &str) -> Result<Vec<Piece>, String> {
+    struct Cut<'a> {
+        base: &'a str,
+        pieces: Vec<Piece>,
+        comments: Vec<String>,
+        start: Option<usize>,
+    }
+    impl Cut<'_> {
+        fn at(&self, text: &str) -> usize {
+            text.as_ptr() as usize - self.base.as_ptr() as usize
+        }
+        fn close(&mut self, end: usize) {
+            if let Some(start) = self.start.take() {
+                let line = 1 + self.base[..start].bytes().filter(|&b| b == b'\n').count();
+                self.pieces.push(Piece {
+                    sql: self.base[start..end].trim_end().to_owned(),
+                    comments: std::mem::take(&mut self.comments),
+                    line,
+                });
+            }
+        }
+        fn mark(&mut self, text: &str) {
+            if self.start.is_none() {
+                self.start = Some(self.at(text));
+            }
+        }
+    }
+    impl Sink for Cut<'_> {
+        fn opaque(&mut self, text: &str) {
+            if self.start.is_none() {
+                if let Some(c) = text.strip_prefix("--") {
+                    self.comments.push(c.trim().to_owned());
+                    return;
+                }
+                if text.starts_with("/*") {
+                    return;
+                }
+            }
+            self.mark(text);
+        }
+        fn code(&mut self, text: &str) {
+            if text == ";" {
+                let end = self.at(text);
+                self.close(end);
+                // Comments after the last `;` of a statement belong to the next one.
+                return;
+            }
+            self.mark(text);
+        }
+        fn space(&mut self, _run: &str) {}
+        fn unicode(&mut self, original: &str, _decoded: &str, _quote: u8) {
+            self.mark(original);
+        }
+    }
+    let mut sink = Cut {
+        base: sql,
+        pieces: Vec::new(),
+        comments: Vec::new(),
+        start: None,
+    };
+    walk(sql, &mut sink)?;
+    sink.close(sql.len());
+    Ok(sink.pieces)
+}
+
+#[cfg(test)]
+mod split_tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_cut_in_code_only() {
+        let script = "-- first\nCREATE TABLE t (a text DEFAULT ';');\n\
+                      /* block; */ -- dsql:batched 500\nUPDATE t SET a = $$x;y$$ WHERE a IS NULL;\n\
+                      SELECT E'\\';' ; -- trailing\n";
+        let p = split(script).unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].sql, "CREATE TABLE t (a text DEFAULT ';')");
+        assert_eq!(p[0].comments, ["first"]);
+        assert_eq!(p[0].line, 2);
+        assert_eq!(p[1].sql, "UPDATE t SET a = $$x;y$$ WHERE a IS NULL");
+        assert_eq!(p[1].comments, ["dsql:batched 500"]);
+        assert_eq!(p[1].line, 3);
+        assert_eq!(p[2].sql, "SELECT E'\\';'");
+        assert!(split("-- only a comment\n").unwrap().is_empty());
+    }
+}

@@ -12,6 +12,7 @@ pub mod explain;
 pub mod jobs;
 pub mod knowledge;
 pub mod lint;
+pub mod migrations;
 pub mod names;
 pub mod power;
 pub mod reference;
@@ -83,6 +84,9 @@ pub const DATABASE_TOOLS: &[&str] = &[
     "wait_for_job",
     "list_jobs",
     "explain",
+    "apply_migration",
+    "list_migrations",
+    "execute_batched",
 ];
 
 /// The tools that need no cluster.
@@ -190,6 +194,9 @@ impl Toolbox {
             "wait_for_job" => jobs::wait_for_job(tb, args, ctl).await,
             "list_jobs" => jobs::list_jobs(tb, args, ctl).await,
             "explain" => explain::explain(tb, args, ctl).await,
+            "apply_migration" => Box::pin(migrations::apply_migration(tb, args, ctl)).await,
+            "list_migrations" => migrations::list_migrations(tb, args, ctl).await,
+            "execute_batched" => Box::pin(migrations::execute_batched(tb, args, ctl)).await,
             _ => return None,
         })
     }
@@ -558,6 +565,95 @@ impl Toolbox {
                     "required": ["plan", "analyze", "engine", "nodes", "findings"]
                 })),
                 read_only_hints(),
+            ),
+            tool(
+                "apply_migration",
+                "Apply a migration: one or more SQL statements, checked as execute checks them and grouped into the \
+                 transactions DSQL allows (each DDL alone; INSERT ... VALUES together under 3,000 rows; other DML alone). \
+                 Each CREATE INDEX ASYNC / ALTER TABLE ASYNC ... VALIDATE step is waited for (polling sys.jobs, progress \
+                 notifications) before the next. `-- dsql:batched [SIZE]` before an UPDATE or DELETE runs it in batches. \
+                 Every step is recorded in public.dsql_mcp_migrations: a re-run with the same name resumes at the first \
+                 step not done; a changed applied step is refused. A lock row keeps two runners apart. dry_run=true \
+                 returns the plan (steps, transactions, kinds, lint findings) and changes nothing. Needs --allow-writes \
+                 unless dry_run.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "description": "The migration's unique name, e.g. 0003_add_status."},
+                        "sql": {"type": "string", "description": "The migration's statements, separated by semicolons."},
+                        "dry_run": {"type": "boolean", "default": false, "description": "Return the plan only; change nothing."}
+                    },
+                    "required": ["name", "sql"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "checksum": {"type": "string"},
+                        "status": {"type": "string"},
+                        "dry_run": {"type": "boolean"},
+                        "transactions": {"type": "integer"},
+                        "steps": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
+                        "problem": {"type": "string"},
+                        "note": {"type": "string"},
+                        "lock_note": {"type": "string"}
+                    },
+                    "required": ["name", "checksum", "steps"]
+                })),
+                ToolAnnotations::new()
+                    .read_only(!writes)
+                    .destructive(writes)
+                    .idempotent(true)
+                    .open_world(false),
+            ),
+            tool(
+                "list_migrations",
+                "List the migrations recorded in public.dsql_mcp_migrations, applied and partly applied: name, checksum, \
+                 steps done and total, started and finished at, status (applied, failed, started, partial) and the last error.",
+                json!({"type": "object", "properties": {}}),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "migrations": {"type": "array", "items": {"type": "object", "additionalProperties": true}},
+                        "count": {"type": "integer"},
+                        "table": {"type": "string"}
+                    },
+                    "required": ["migrations", "count", "table"]
+                })),
+                read_only_hints(),
+            ),
+            tool(
+                "execute_batched",
+                "Run one UPDATE or DELETE whose effect may exceed DSQL's 3,000-row limit as repeated transactions of at \
+                 most batch_size rows over the table's primary key, until none is left (needs --allow-writes). Each batch \
+                 commits on its own (not atomic) with OCC retry; progress is notified. An UPDATE must change what its \
+                 WHERE selects (e.g. SET c = ... WHERE c IS NULL), or it is refused. Returns batches, rows and seconds.",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "sql": {"type": "string", "description": "One UPDATE or DELETE with $n placeholders."},
+                        "parameters": {"type": "array", "items": {}, "description": "Values for $1, $2, ... in order."},
+                        "batch_size": {"type": "integer", "minimum": 1, "maximum": 3000, "default": 1000, "description": "Rows per batch (transaction)."}
+                    },
+                    "required": ["sql"]
+                }),
+                Some(json!({
+                    "type": "object",
+                    "properties": {
+                        "batches": {"type": "integer"},
+                        "rows": {"type": "integer"},
+                        "batch_size": {"type": "integer"},
+                        "seconds": {"type": "number"},
+                        "atomic": {"type": "boolean"},
+                        "note": {"type": "string"}
+                    },
+                    "required": ["batches", "rows", "batch_size", "seconds", "atomic"]
+                })),
+                ToolAnnotations::new()
+                    .read_only(!writes)
+                    .destructive(writes)
+                    .idempotent(false)
+                    .open_world(false),
             ),
         ]
     }

@@ -1,0 +1,246 @@
+//! Migrations (issue 11) through the real binary and a real MCP client on the `--local`
+//! sandbox (a real PostgreSQL that emulates DSQL's CREATE INDEX ASYNC jobs and sys.jobs):
+//! the add-column / batched-backfill / ASYNC-index workflow as one migration with exact
+//! history rows, dry runs that change nothing, resume after a failure, refusal of an edited
+//! applied migration, execute_batched over 7,500 rows, and a non-converging write refused.
+
+mod common;
+
+use common::{McpSession, structured, text};
+use serde_json::{Value, json};
+
+async fn ok(s: &McpSession, tool: &str, args: Value) -> Value {
+    let r = s.call(tool, args.clone()).await;
+    assert_ne!(r.is_error, Some(true), "{tool} {args}: {}", text(&r));
+    structured(&r)
+}
+
+async fn err(s: &McpSession, tool: &str, args: Value) -> String {
+    let r = s.call(tool, args.clone()).await;
+    assert_eq!(
+        r.is_error,
+        Some(true),
+        "{tool} {args} succeeded: {}",
+        text(&r)
+    );
+    text(&r)
+}
+
+async fn rows(s: &McpSession, sql: &str) -> Vec<Value> {
+    ok(s, "query", json!({ "sql": sql })).await["rows"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+const WORKFLOW: &str = "CREATE TABLE orders (id int PRIMARY KEY, amount int NOT NULL);\n\
+INSERT INTO orders SELECT g, g % 100 FROM generate_series(1, 2500) g;\n\
+ALTER TABLE orders ADD COLUMN status text;\n\
+-- dsql:batched 1000\n\
+UPDATE orders SET status = 'new' WHERE status IS NULL;\n\
+CREATE INDEX ASYNC orders_status_idx ON orders (status);\n";
+
+#[tokio::test]
+async fn workflow_migration_dry_run_apply_resume_and_refusals() {
+    let s = McpSession::start(&["--local".to_string(), "--allow-writes".to_string()], &[]).await;
+
+    // Dry run: the plan, and nothing changed (no table, no history table).
+    let plan = ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_orders", "sql": WORKFLOW, "dry_run": true }),
+    )
+    .await;
+    assert_eq!(plan["dry_run"], true, "{plan}");
+    let kinds: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["ddl", "dml", "ddl", "batched", "ddl_job"], "{plan}");
+    let absent = rows(
+        &s,
+        "SELECT to_regclass('public.orders')::text AS t, to_regclass('public.dsql_mcp_migrations')::text AS h",
+    )
+    .await;
+    assert_eq!(absent, [json!({ "t": null, "h": null })]);
+
+    // Apply: every step applied, history rows exact. A DML step's row commits inside the step's
+    // transaction, before its row count is known, so `rows_changed` is recorded only for batched steps.
+    let applied = ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_orders", "sql": WORKFLOW }),
+    )
+    .await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let states: Vec<&str> = applied["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["applied"; 5], "{applied}");
+    assert_eq!(applied["steps"][1]["rows"], 2500, "{applied}");
+    assert_eq!(applied["steps"][3]["rows"], 2500, "{applied}");
+    assert_eq!(applied["steps"][3]["batches"], 3, "{applied}");
+    let history = rows(
+        &s,
+        "SELECT step, kind, state, rows_changed, job_id IS NOT NULL AS has_job, last_error \
+         FROM public.dsql_mcp_migrations WHERE name = '0001_orders' ORDER BY step",
+    )
+    .await;
+    assert_eq!(
+        history,
+        [
+            json!({"step": 1, "kind": "ddl", "state": "done", "rows_changed": null, "has_job": false, "last_error": null}),
+            json!({"step": 2, "kind": "dml", "state": "done", "rows_changed": null, "has_job": false, "last_error": null}),
+            json!({"step": 3, "kind": "ddl", "state": "done", "rows_changed": null, "has_job": false, "last_error": null}),
+            json!({"step": 4, "kind": "batched", "state": "done", "rows_changed": 2500, "has_job": false, "last_error": null}),
+            json!({"step": 5, "kind": "ddl_job", "state": "done", "rows_changed": null, "has_job": true, "last_error": null}),
+        ]
+    );
+    let backfilled = rows(
+        &s,
+        "SELECT count(*)::int AS n FROM orders WHERE status = 'new'",
+    )
+    .await;
+    assert_eq!(backfilled, [json!({ "n": 2500 })]);
+
+    // A re-run of the same text skips everything.
+    let again = ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_orders", "sql": WORKFLOW }),
+    )
+    .await;
+    let states: Vec<&str> = again["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["skipped"; 5], "{again}");
+
+    // An edited applied migration is refused, naming the first differing step.
+    let edited = WORKFLOW.replace("ADD COLUMN status text", "ADD COLUMN status varchar(20)");
+    let refused = err(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_orders", "sql": edited }),
+    )
+    .await;
+    assert!(
+        refused.starts_with("Error executing tool apply_migration: migration 0001_orders was applied with a different text: step 3 (ALTER TABLE, line 3) differs"),
+        "{refused}"
+    );
+
+    // A failure in the middle: step 2 fails (no such table), step 1 stays applied.
+    let broken = "CREATE TABLE t2 (id int PRIMARY KEY, v int);\nINSERT INTO t2_missing VALUES (1, 1);\nALTER TABLE t2 ADD COLUMN w int;\n";
+    let failed = err(
+        &s,
+        "apply_migration",
+        json!({ "name": "0002_t2", "sql": broken }),
+    )
+    .await;
+    assert!(
+        failed.starts_with("Error executing tool apply_migration: migration 0002_t2 failed at step 2 of 3 (INSERT, line 2):"),
+        "{failed}"
+    );
+    let history = rows(
+        &s,
+        "SELECT step, state, last_error IS NOT NULL AS has_error FROM public.dsql_mcp_migrations \
+         WHERE name = '0002_t2' ORDER BY step",
+    )
+    .await;
+    assert_eq!(
+        history,
+        [
+            json!({"step": 1, "state": "done", "has_error": false}),
+            json!({"step": 2, "state": "failed", "has_error": true}),
+        ]
+    );
+    let listed = ok(&s, "list_migrations", json!({})).await;
+    assert_eq!(listed["count"], 2, "{listed}");
+    assert_eq!(listed["table"], "public.dsql_mcp_migrations");
+    let m2 = listed["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "0002_t2")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(m2["status"], "failed", "{listed}");
+    assert_eq!(m2["steps_done"], 1, "{listed}");
+    assert_eq!(m2["steps_total"], 3, "{listed}");
+
+    // The fixed re-run (step 1 unchanged) resumes at step 2.
+    let fixed = broken.replace("t2_missing", "t2");
+    let resumed = ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0002_t2", "sql": fixed }),
+    )
+    .await;
+    let states: Vec<&str> = resumed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["skipped", "applied", "applied"], "{resumed}");
+    assert_eq!(
+        rows(&s, "SELECT id, v, w FROM t2").await,
+        [json!({"id": 1, "v": 1, "w": null})]
+    );
+
+    // execute_batched over 7,500 rows: 8 batches, every row changed once.
+    ok(
+        &s,
+        "execute",
+        json!({ "sql": "CREATE TABLE big (id int PRIMARY KEY, flag boolean)" }),
+    )
+    .await;
+    for chunk in 0..3 {
+        let lo = chunk * 2500 + 1;
+        let hi = lo + 2499;
+        ok(
+            &s,
+            "execute",
+            json!({ "sql": format!("INSERT INTO big SELECT g, false FROM generate_series({lo}, {hi}) g") }),
+        )
+        .await;
+    }
+    let done = ok(
+        &s,
+        "execute_batched",
+        json!({ "sql": "UPDATE big SET flag = true WHERE flag = false", "batch_size": 1000 }),
+    )
+    .await;
+    assert_eq!(done["rows"], 7500, "{done}");
+    assert_eq!(done["batches"], 8, "{done}");
+    assert_eq!(done["atomic"], false, "{done}");
+    assert_eq!(
+        rows(&s, "SELECT count(*)::int AS n FROM big WHERE flag").await,
+        [json!({ "n": 7500 })]
+    );
+
+    // A write whose batches would never converge is refused, nothing changed.
+    let never = err(
+        &s,
+        "execute_batched",
+        json!({ "sql": "UPDATE big SET flag = false WHERE id > 0" }),
+    )
+    .await;
+    assert!(
+        never.contains(
+            "this UPDATE's batches would not converge: its WHERE reads none of the columns its SET changes (flag)"
+        ),
+        "{never}"
+    );
+    assert_eq!(
+        rows(&s, "SELECT count(*)::int AS n FROM big WHERE flag").await,
+        [json!({ "n": 7500 })]
+    );
+    s.close().await;
+}
