@@ -2,7 +2,9 @@
 //! sandbox (a real PostgreSQL that emulates DSQL's CREATE INDEX ASYNC jobs and sys.jobs):
 //! the add-column / batched-backfill / ASYNC-index workflow as one migration with exact
 //! history rows, dry runs that change nothing, resume after a failure, refusal of an edited
-//! applied migration, execute_batched over 7,500 rows, and a non-converging write refused.
+//! applied migration, execute_batched over 7,500 rows, a non-converging write refused, a
+//! held lock refusing a second runner (and an expired one taken over), a step left `started`
+//! reported and not re-run, and `migrate DIR` (one line per step, exit status 1 on a failure).
 
 mod common;
 
@@ -243,4 +245,228 @@ async fn workflow_migration_dry_run_apply_resume_and_refusals() {
         [json!({ "n": 7500 })]
     );
     s.close().await;
+}
+
+/// `execute` on the session, for set-up the tools under test must then meet.
+async fn exec(s: &McpSession, sql: &str) {
+    ok(s, "execute", json!({ "sql": sql })).await;
+}
+
+#[tokio::test]
+async fn a_held_lock_refuses_a_second_runner_and_an_expired_one_is_taken_over() {
+    let s = McpSession::start(&["--local".to_string(), "--allow-writes".to_string()], &[]).await;
+    let first = "CREATE TABLE la (id int PRIMARY KEY);";
+    ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_la", "sql": first }),
+    )
+    .await;
+    // Another runner holds the lock, with a live lease.
+    exec(
+        &s,
+        "INSERT INTO public.dsql_mcp_migration_lock (id, holder, migration, acquired_at, lease_until) \
+         VALUES (1, 'other runner', '0009_x', now(), now() + interval '10 minutes') \
+         ON CONFLICT (id) DO UPDATE SET holder = EXCLUDED.holder, migration = EXCLUDED.migration, \
+         lease_until = EXCLUDED.lease_until",
+    )
+    .await;
+    let second = "CREATE TABLE lb (id int PRIMARY KEY);";
+    let e = err(
+        &s,
+        "apply_migration",
+        json!({ "name": "0002_lb", "sql": second }),
+    )
+    .await;
+    assert!(
+        e.contains("another migration runner holds the migration lock: other runner (applying 0009_x) with a lease until "),
+        "{e}"
+    );
+    assert!(e.contains("Nothing was applied"), "{e}");
+    let absent = rows(&s, "SELECT to_regclass('public.lb')::text AS t").await;
+    assert_eq!(absent, [json!({ "t": null })]);
+    let history = rows(
+        &s,
+        "SELECT count(*)::int AS n FROM public.dsql_mcp_migrations WHERE name = '0002_lb'",
+    )
+    .await;
+    assert_eq!(history, [json!({ "n": 0 })]);
+
+    // The other runner died: its lease ran out, and the next run takes the lock over.
+    exec(
+        &s,
+        "UPDATE public.dsql_mcp_migration_lock SET lease_until = now() - interval '1 minute' WHERE id = 1",
+    )
+    .await;
+    let applied = ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0002_lb", "sql": second }),
+    )
+    .await;
+    assert_eq!(applied["status"], "applied", "{applied}");
+    let note = applied["lock_note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with(
+            "the migration lock was taken over from other runner, whose lease had expired at "
+        ),
+        "{applied}"
+    );
+    let present = rows(&s, "SELECT to_regclass('public.lb')::text AS t").await;
+    assert_eq!(present, [json!({ "t": "lb" })]);
+    s.close().await;
+}
+
+#[tokio::test]
+async fn a_step_left_started_is_reported_and_not_run_again() {
+    let s = McpSession::start(&["--local".to_string(), "--allow-writes".to_string()], &[]).await;
+    let sql = "CREATE TABLE sa (id int PRIMARY KEY);\nCREATE TABLE sb (id int PRIMARY KEY);\n";
+    ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_s", "sql": sql }),
+    )
+    .await;
+    // As if the process had stopped between step 2's commit and its history row.
+    exec(
+        &s,
+        "UPDATE public.dsql_mcp_migrations SET state = 'started', finished_at = NULL \
+         WHERE name = '0001_s' AND step = 2",
+    )
+    .await;
+    let e = err(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_s", "sql": sql }),
+    )
+    .await;
+    assert!(
+        e.contains("migration 0001_s stopped at step 2 (CREATE TABLE, line 2): the history records it as started"),
+        "{e}"
+    );
+    assert!(e.contains("It is not re-run automatically."), "{e}");
+    assert!(
+        e.contains("UPDATE public.dsql_mcp_migrations SET state = 'done' WHERE name = '0001_s' AND step = 2"),
+        "{e}"
+    );
+    // Still recorded as started: the run changed nothing.
+    let state = rows(
+        &s,
+        "SELECT state FROM public.dsql_mcp_migrations WHERE name = '0001_s' ORDER BY step",
+    )
+    .await;
+    assert_eq!(
+        state,
+        [json!({ "state": "done" }), json!({ "state": "started" })]
+    );
+    // Following the advice (the table is there) settles it.
+    exec(
+        &s,
+        "UPDATE public.dsql_mcp_migrations SET state = 'done' WHERE name = '0001_s' AND step = 2",
+    )
+    .await;
+    let again = ok(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_s", "sql": sql }),
+    )
+    .await;
+    assert_eq!(again["status"], "already_applied", "{again}");
+    s.close().await;
+}
+
+#[test]
+fn migrate_dir_applies_each_file_once_prints_a_line_per_step_and_fails_with_status_1() {
+    use common::mcp::{server_binary, server_env};
+    let pg = common::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let t = common::unique_name("cli");
+    std::fs::write(
+        dir.path().join("0001_create.sql"),
+        format!("CREATE TABLE {t} (id int PRIMARY KEY, v int);\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_fill.sql"),
+        format!("INSERT INTO {t} VALUES (1, 10), (2, 20);\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a migration").unwrap();
+    let run = || {
+        let (home, env) = server_env(&[]);
+        let mut args = vec!["migrate".to_string(), dir.path().display().to_string()];
+        args.extend(common::cluster_args(pg, &["--allow-writes"]));
+        let out = std::process::Command::new(server_binary())
+            .args(&args)
+            .env_clear()
+            .envs(env)
+            .current_dir(home.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run();
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Each step line ends with its time, " (0.0 s)"; the rest is exact.
+    let lines: Vec<&str> = stdout
+        .lines()
+        .map(|l| match l.rsplit_once(" (") {
+            Some((head, tail)) if tail.ends_with(" s)") => head,
+            _ => l,
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "0001_create step 1/1 ddl      applied  CREATE TABLE",
+            "0001_create: applied",
+            "0002_fill step 1/1 dml      applied  INSERT, 2 rows",
+            "0002_fill: applied",
+            "2 migration(s) applied",
+        ],
+        "{stdout}"
+    );
+    // Run again: nothing re-applied, the rows are still two.
+    let (code, stdout, _) = run();
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("0001_create: already applied"), "{stdout}");
+    assert!(stdout.contains("0002_fill: already applied"), "{stdout}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let count: i64 = rt.block_on(async {
+        pg.superuser()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(count, 2);
+    // A failing file: status 1, its failure on stdout, and the files after it not run.
+    std::fs::write(
+        dir.path().join("0003_bad.sql"),
+        format!("INSERT INTO {t} VALUES (1, 99);\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0004_after.sql"),
+        format!("INSERT INTO {t} VALUES (4, 40);\n"),
+    )
+    .unwrap();
+    let (code, stdout, _) = run();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("0003_bad: FAILED: "), "{stdout}");
+    assert!(!stdout.contains("0004_after"), "{stdout}");
+    let count: i64 = rt.block_on(async {
+        pg.superuser()
+            .await
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    });
+    assert_eq!(count, 2);
 }
