@@ -470,3 +470,42 @@ fn migrate_dir_applies_each_file_once_prints_a_line_per_step_and_fails_with_stat
     });
     assert_eq!(count, 2);
 }
+
+#[tokio::test]
+async fn a_failed_index_job_fails_the_migration_closed_with_its_details() {
+    let s = McpSession::start(&["--local".to_string(), "--allow-writes".to_string()], &[]).await;
+    let sql = "CREATE TABLE fj (id int PRIMARY KEY, v int);\n\
+               INSERT INTO fj VALUES (1, 7), (2, 7);\n\
+               CREATE UNIQUE INDEX ASYNC fj_v ON fj (v);\n\
+               CREATE TABLE fj_after (id int PRIMARY KEY);\n";
+    let e = err(
+        &s,
+        "apply_migration",
+        json!({ "name": "0001_fj", "sql": sql }),
+    )
+    .await;
+    assert!(e.contains(" ended failed: "), "{e}");
+    assert!(e.contains("could not create unique index"), "{e}");
+    assert!(
+        e.contains("The index or constraint is not usable; fix the cause (for a UNIQUE index, the duplicate rows"),
+        "{e}"
+    );
+    // Closed: the step after the job never ran, and the history says where it stopped.
+    let after = rows(&s, "SELECT to_regclass('public.fj_after')::text AS t").await;
+    assert_eq!(after, [json!({ "t": null })]);
+    let history = rows(
+        &s,
+        "SELECT step, state, job_id IS NOT NULL AS has_job FROM public.dsql_mcp_migrations \
+         WHERE name = '0001_fj' ORDER BY step",
+    )
+    .await;
+    assert_eq!(
+        history,
+        [
+            json!({ "step": 1, "state": "done", "has_job": false }),
+            json!({ "step": 2, "state": "done", "has_job": false }),
+            json!({ "step": 3, "state": "failed", "has_job": true }),
+        ]
+    );
+    s.close().await;
+}

@@ -838,13 +838,13 @@ mod split_tests {
                       /* block; */ -- dsql:batched 500\nUPDATE t SET a = $$x;y$$ WHERE a IS NULL;\n\
                       SELECT E'\\';' ; -- trailing\n";
         let p = split(script).unwrap();
-        assert_eq!(p.len(), 3);
+        assert_eq!(p.len(), 3, "{p:?}");
         assert_eq!(p[0].sql, "CREATE TABLE t (a text DEFAULT ';')");
         assert_eq!(p[0].comments, ["first"]);
         assert_eq!(p[0].line, 2);
         assert_eq!(p[1].sql, "UPDATE t SET a = $$x;y$$ WHERE a IS NULL");
         assert_eq!(p[1].comments, ["dsql:batched 500"]);
-        assert_eq!(p[1].line, 3);
+        assert_eq!(p[1].line, 4);
         assert_eq!(p[2].sql, "SELECT E'\\';'");
         assert!(split("-- only a comment\n").unwrap().is_empty());
     }
