@@ -468,6 +468,9 @@ async fn list_clusters_tools_and_instructions_describe_both() {
         "wait_for_job",
         "list_jobs",
         "explain",
+        "apply_migration",
+        "list_migrations",
+        "execute_batched",
     ];
     for t in &tools {
         let schema = serde_json::to_value(&t.input_schema).unwrap();
