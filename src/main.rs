@@ -326,6 +326,6 @@ fn complain(message: std::fmt::Arguments<'_>) {
 fn waiting_note() {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
-        eprintln!("{}", aurora_dsql_mcp_server::server::WAITING_NOTE);
+        eprintln!("{}", aurora_dsql_mcp_server::server::WAITING_NOTE); // stdout-ok: stderr, for a person at a terminal
     }
 }

@@ -112,8 +112,7 @@ pub async fn run(
             match runner::dry_run(Some(&cluster.executor), &name, &sql, &settings, &ctl).await {
                 Ok(plan) => {
                     for s in plan["steps"].as_array().into_iter().flatten() {
-                        println!(
-                            // stdout-ok
+                        let line = format!(
                             "{name} step {}/{} {:<8} {:<8} {} (transaction {})",
                             s["step"],
                             plan["steps"].as_array().map_or(0, Vec::len),
@@ -122,6 +121,7 @@ pub async fn run(
                             s["command"].as_str().unwrap_or(""),
                             s["transaction"],
                         );
+                        println!("{line}"); // stdout-ok
                     }
                     if let Some(p) = plan["problem"].as_str() {
                         println!("{name}: {p}"); // stdout-ok
@@ -169,10 +169,11 @@ pub async fn run(
         }
     }
     if dry_run {
-        println!(
+        let line = format!(
             "dry run: {} migration(s) planned, nothing changed",
             files.len()
-        ); // stdout-ok
+        );
+        println!("{line}"); // stdout-ok
     } else {
         println!("{applied} migration(s) applied"); // stdout-ok
     }
