@@ -10,7 +10,7 @@ use super::args::ArgReader;
 use super::{Call, Output, ToolError, ToolResult, check_sql_size};
 use crate::executor::Control;
 use crate::migrate::{batched, history, lock, runner, split};
-use crate::policy::{self, Access, Placeholders, PolicyError};
+use crate::policy::{self, Access, PolicyError};
 
 fn settings<'a>(tb: &'a Call<'_>) -> runner::Settings<'a> {
     runner::Settings {
@@ -125,13 +125,7 @@ pub async fn execute_batched(
         Some(n) => split::batch_size(n).map_err(ToolError)?,
     };
     let parameters = parameters.unwrap_or_default();
-    let checked = policy::check_with(
-        &sql,
-        Some(parameters.len()),
-        Placeholders::Numbered,
-        Access::ReadWrite,
-        &tb.config.allowed_functions,
-    )?;
+    let checked = super::power::write_policy(tb, &sql, parameters.len())?;
     if checked.kind != policy::StatementKind::Dml
         || !matches!(checked.command.as_str(), "UPDATE" | "DELETE")
     {
@@ -140,7 +134,6 @@ pub async fn execute_batched(
             checked.command
         )));
     }
-    policy::check_rules(&[checked.sql.as_str()], tb.config.rules)?;
     let policy = batched::Policy {
         allowed: &tb.config.allowed_functions,
         rules: tb.config.rules,

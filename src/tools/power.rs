@@ -67,6 +67,24 @@ pub async fn query(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) 
     ))
 }
 
+/// The policy one write statement with `$n` placeholders meets, for every tool that runs
+/// one (`execute`, `execute_batched`): the guard in write mode, then the DSQL rules.
+pub(super) fn write_policy(
+    tb: &Call<'_>,
+    sql: &str,
+    parameters: usize,
+) -> Result<policy::Checked, ToolError> {
+    let checked = policy::check_with(
+        sql,
+        Some(parameters),
+        Placeholders::Numbered,
+        Access::ReadWrite,
+        &tb.config.allowed_functions,
+    )?;
+    policy::check_rules(&[checked.sql.as_str()], tb.config.rules)?;
+    Ok(checked)
+}
+
 pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let (executor, sql, parameters) = tb.statement_call("execute", args, "parameters")?;
     if tb.access() == Access::ReadOnly {
@@ -76,14 +94,7 @@ pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>
         ));
     }
     let parameters = parameters.unwrap_or_default();
-    let checked = policy::check_with(
-        &sql,
-        Some(parameters.len()),
-        Placeholders::Numbered,
-        Access::ReadWrite,
-        &tb.config.allowed_functions,
-    )?;
-    policy::check_rules(&[checked.sql.as_str()], tb.config.rules)?;
+    let checked = write_policy(tb, &sql, parameters.len())?;
     let mode = if checked.kind == StatementKind::WaitForJob {
         Mode::Autocommit
     } else {
