@@ -20,6 +20,9 @@ use clap::Parser;
 
 use crate::executor::{Limits, RetryPolicy};
 
+mod http;
+pub use http::{DEFAULT_LISTEN, HttpArgs, HttpConfig, OAuthConfig, Transport, TransportKind};
+
 /// `--text-format`: every result is sent twice, as structuredContent and as text; this says
 /// how the text copy is printed (issue 14).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -47,7 +50,7 @@ pub const DEFAULT_KNOWLEDGE_SERVER: &str = "https://xmfe3hc3pk.execute-api.us-ea
 #[command(
     name = "aurora-dsql-mcp-server",
     version,
-    about = "MCP server for Amazon Aurora DSQL (stdio). Read-only unless --allow-writes.",
+    about = "MCP server for Amazon Aurora DSQL (stdio, or Streamable HTTP with --transport http). Read-only unless --allow-writes.",
     long_about = None
 )]
 pub struct Args {
@@ -222,6 +225,10 @@ pub struct Args {
     )]
     pub job_timeout: u64,
 
+    /// `--transport http` and the flags of a shared server (`config::http`).
+    #[command(flatten)]
+    pub http: HttpArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -317,6 +324,8 @@ pub struct Config {
     pub job_timeout: Duration,
     pub limits: Limits,
     pub retry: RetryPolicy,
+    /// `--transport`: stdio, or HTTP with its settings.
+    pub transport: Transport,
 }
 
 /// A configuration the server cannot start with; printed as one line on stderr.
@@ -494,7 +503,9 @@ impl Config {
         }
         let tenancy = crate::policy::Tenancy::new(&args.tenant_column, &args.shared_table)
             .map_err(ConfigError::Invalid)?;
+        let transport = args.http.resolve()?;
         Ok(Config {
+            transport,
             tenant,
             tenancy,
             clusters,

@@ -11,6 +11,7 @@ pub mod completion;
 pub mod config;
 pub mod connection;
 pub mod executor;
+pub mod http;
 pub mod jobs;
 pub mod knowledge;
 pub mod migrate;

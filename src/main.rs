@@ -1,6 +1,6 @@
 //! Entry point: parse the command line, start logging to stderr, then serve MCP on stdio
 //! (against a cluster, or the `--local` sandbox; stdio goes through the front door,
-//! `stdio.rs`) or run the `check` or `migrate` command.
+//! `stdio.rs`) or on Streamable HTTP (`http`), or run the `check` or `migrate` command.
 
 // rmcp's service future nests deeply enough to exceed the default layout depth.
 #![recursion_limit = "256"]
@@ -12,8 +12,9 @@ use rmcp::ServiceExt;
 
 use aurora_dsql_mcp_server::check;
 use aurora_dsql_mcp_server::clusters::{self, Clusters};
-use aurora_dsql_mcp_server::config::{Args, Command, Config, Env};
+use aurora_dsql_mcp_server::config::{Args, Command, Config, Env, HttpConfig, Transport};
 use aurora_dsql_mcp_server::connection::token::TokenMinter;
+use aurora_dsql_mcp_server::http;
 use aurora_dsql_mcp_server::sandbox::{self, Sandbox};
 use aurora_dsql_mcp_server::server::DsqlServer;
 use aurora_dsql_mcp_server::stdio::FrontDoor;
@@ -179,6 +180,9 @@ async fn serve(
         );
     }
     let warm: Vec<_> = registry.all().map(|c| c.executor.clone()).collect();
+    if let Transport::Http(settings) = config.transport.clone() {
+        return serve_http(config, registry, *settings, warm, stop).await;
+    }
     let door = FrontDoor::stdio();
     let server = DsqlServer::new(Toolbox {
         config,
@@ -243,6 +247,39 @@ async fn serve(
         }
         Err(e) => {
             tracing::error!("MCP session failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--transport http`: the same toolbox behind the HTTP transport (`http`).
+async fn serve_http(
+    config: Config,
+    registry: Clusters,
+    settings: HttpConfig,
+    warm: Vec<std::sync::Arc<aurora_dsql_mcp_server::executor::Executor>>,
+    stop: &mut Stop,
+) -> ExitCode {
+    let toolbox = Toolbox {
+        config: config.clone(),
+        clusters: registry,
+    };
+    let listener = match http::Listener::bind(DsqlServer::new(toolbox), &config, settings).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            complain(format_args!("{e}"));
+            return ExitCode::from(1);
+        }
+    };
+    tokio::spawn(async move {
+        for executor in warm {
+            executor.pool().manager().minter().warm().await;
+        }
+    });
+    match listener.serve(stop.signalled()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
             ExitCode::from(1)
         }
     }

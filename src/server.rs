@@ -38,7 +38,7 @@ use crate::executor::{Control, Event, Observer};
 use crate::knowledge::{prompts, resources};
 use crate::splice::Splices;
 use crate::stdio::MCP_REQUEST_METHODS;
-use crate::tools::{Caller, Output, ToolError, Toolbox, truncation_note};
+use crate::tools::{Caller, Credential, Output, ToolError, Toolbox, truncation_note};
 use rmcp::model::{CustomRequest, CustomResult, ErrorCode};
 
 /// What the server tells an agent about itself at `initialize`.
@@ -92,12 +92,14 @@ optimistic concurrency): {}. Every database tool takes an optional `cluster` arg
     )
 }
 
-/// The MCP server for one stdio session.
+/// The MCP server for one session (stdio's one, or one HTTP session or request).
 #[derive(Clone)]
 pub struct DsqlServer {
     toolbox: Arc<Toolbox>,
-    /// Who this session's calls act for (on stdio: the local user, `Caller::local`).
-    caller: Arc<Caller>,
+    /// Who this session's calls act for.
+    callers: Callers,
+    /// The longest one tool call may run (`--http-request-timeout`); `None` on stdio.
+    call_deadline: Option<Duration>,
     /// The lowest level of log notification the client wants (`logging/setLevel`).
     min_level: Arc<AtomicU8>,
     /// The calls in flight, and how to stop them all.
@@ -107,6 +109,18 @@ pub struct DsqlServer {
     splices: Option<Arc<Splices>>,
     /// The catalog listings `completion/complete` suggests from.
     completions: Arc<crate::completion::CatalogCache>,
+}
+
+/// Where a session's caller comes from.
+#[derive(Clone)]
+enum Callers {
+    /// stdio: one caller for the whole process (`Caller::local`).
+    Fixed(Arc<Caller>),
+    /// HTTP: each request's own [`Credential`], put into the request by `http::auth`. A
+    /// request without one is refused (fail closed). A session (legacy protocol versions)
+    /// is bound to the credential that opened it: another credential presenting its session
+    /// id is refused, so a leaked session id is worth nothing without its token.
+    PerRequest(Arc<std::sync::OnceLock<Arc<str>>>),
 }
 
 /// Stops every call in flight and waits for them (main's SIGTERM and end-of-stdin paths).
@@ -125,6 +139,12 @@ impl Stopper {
     /// at most `bound`. `true` when they all ended within it.
     pub async fn stop(&self, bound: Duration) -> bool {
         self.shutdown.cancel();
+        self.drain(bound).await
+    }
+
+    /// Waits, at most `bound`, for the calls in flight to end by themselves (HTTP's
+    /// graceful stop: `--shutdown-grace`). `true` when none is left.
+    pub async fn drain(&self, bound: Duration) -> bool {
         self.tracker.close();
         tokio::time::timeout(bound, self.tracker.wait())
             .await
@@ -146,7 +166,8 @@ impl DsqlServer {
         let caller = Caller::local(&toolbox.config);
         DsqlServer {
             toolbox: Arc::new(toolbox),
-            caller: Arc::new(caller),
+            callers: Callers::Fixed(Arc::new(caller)),
+            call_deadline: None,
             min_level: Arc::new(AtomicU8::new(rank(LoggingLevel::Info))),
             calls: Stopper::default(),
             splices: None,
@@ -160,18 +181,61 @@ impl DsqlServer {
         self
     }
 
-    /// The clusters whose tables this session's caller may read as resources.
-    fn tables(&self) -> resources::Tables<'_> {
+    /// The same server for HTTP: every request names its own caller (see [`Callers`]), and
+    /// a tool call runs at most `deadline`. `session` makes the copy for one new session.
+    pub fn for_http(mut self, deadline: Duration) -> DsqlServer {
+        self.callers = Callers::PerRequest(Arc::default());
+        self.call_deadline = Some(deadline);
+        self
+    }
+
+    /// A copy for one new HTTP session (or stateless request): same toolbox, pools and
+    /// stopper, its own credential binding.
+    pub fn session(&self) -> DsqlServer {
+        let mut s = self.clone();
+        if let Callers::PerRequest(_) = s.callers {
+            s.callers = Callers::PerRequest(Arc::default());
+        }
+        // `logging/setLevel` is one session's wish, not the server's.
+        s.min_level = Arc::new(AtomicU8::new(rank(LoggingLevel::Info)));
+        s
+    }
+
+    /// Who the request with these extensions acts for.
+    fn caller(&self, extensions: &rmcp::model::Extensions) -> Result<Arc<Caller>, McpError> {
+        let bound = match &self.callers {
+            Callers::Fixed(caller) => return Ok(caller.clone()),
+            Callers::PerRequest(bound) => bound,
+        };
+        let credential = extensions
+            .get::<http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Credential>())
+            .ok_or_else(|| {
+                McpError::invalid_request("the request carries no authenticated credential", None)
+            })?;
+        let owner = bound.get_or_init(|| credential.id.clone());
+        if *owner != credential.id {
+            tracing::warn!(credential = %credential.id, "a session opened by another credential was refused");
+            return Err(McpError::invalid_request(
+                "this session was opened with another credential; start a session of your own",
+                None,
+            ));
+        }
+        Ok(credential.caller.clone())
+    }
+
+    /// The clusters whose tables `caller` may read as resources.
+    fn tables<'a>(&'a self, caller: &'a Caller) -> resources::Tables<'a> {
         let clusters = &self.toolbox.clusters;
         if clusters.several() {
             return resources::Tables::Several(
                 clusters
-                    .visible(&self.caller)
+                    .visible(caller)
                     .map(|c| (c.name.as_str(), &*c.executor))
                     .collect(),
             );
         }
-        match clusters.resolve(None, &self.caller) {
+        match clusters.resolve(None, caller) {
             Ok(Some(c)) => resources::Tables::One(&c.executor),
             _ => resources::Tables::None,
         }
@@ -379,8 +443,9 @@ pub fn shape(
     }
 }
 
-impl ServerHandler for DsqlServer {
-    fn get_info(&self) -> ServerConfig {
+impl DsqlServer {
+    /// What `initialize` and `server/discover` say to `caller`.
+    fn info_for(&self, caller: &Caller) -> ServerConfig {
         let capabilities = ServerCapabilities::builder()
             .enable_logging()
             .enable_tools()
@@ -393,16 +458,79 @@ impl ServerHandler for DsqlServer {
                 "aurora-dsql-mcp-server",
                 env!("CARGO_PKG_VERSION"),
             ))
-            .with_instructions(instructions(&self.toolbox.clusters, &self.caller))
+            .with_instructions(instructions(&self.toolbox.clusters, caller))
+    }
+
+    /// Runs one tool call under `--http-request-timeout` when there is one: past it the call
+    /// is cancelled (its statement cancelled on the server, its transaction rolled back, as
+    /// for a client's cancellation) and answers with an error that says why.
+    async fn within_deadline(
+        &self,
+        call: impl std::future::Future<Output = Option<Result<Output, ToolError>>>,
+        cancel: &CancellationToken,
+    ) -> Option<Result<Output, ToolError>> {
+        let Some(deadline) = self.call_deadline else {
+            return call.await;
+        };
+        tokio::pin!(call);
+        tokio::select! {
+            done = &mut call => done,
+            _ = tokio::time::sleep(deadline) => {
+                cancel.cancel();
+                // The unit sees the cancellation and rolls back; wait for that, so the
+                // connection goes back clean before the answer.
+                let _ = call.await;
+                Some(Err(ToolError(format!(
+                    "the call ran longer than this server allows ({} s, --http-request-timeout) and was cancelled; \
+                     nothing it started was committed. Narrow the query, add LIMIT, or run long work as a migration",
+                    deadline.as_secs()
+                ))))
+            }
+        }
+    }
+}
+
+impl ServerHandler for DsqlServer {
+    fn get_info(&self) -> ServerConfig {
+        match &self.callers {
+            Callers::Fixed(caller) => self.info_for(caller),
+            // Only reached for requests that do not override it (initialize and discover
+            // do): the server's own ceiling, no credential's view.
+            Callers::PerRequest(_) => self.info_for(&Caller::local(&self.toolbox.config)),
+        }
+    }
+
+    async fn initialize(
+        &self,
+        request: rmcp::model::InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        let caller = self.caller(&context.extensions)?;
+        context.peer.set_peer_info(request.clone());
+        let mut result = self.negotiate_initialize(&request)?;
+        result.instructions = Some(instructions(&self.toolbox.clusters, &caller));
+        Ok(result)
+    }
+
+    async fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::DiscoverResult, McpError> {
+        let caller = self.caller(&context.extensions)?;
+        Ok(rmcp::model::DiscoverResult::from_server_info(
+            self.supported_protocol_versions().into_owned(),
+            self.info_for(&caller),
+        ))
     }
 
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
+        let caller = self.caller(&context.extensions)?;
         Ok(ListToolsResult::with_all_items(
-            self.toolbox.catalogue(&self.caller),
+            self.toolbox.catalogue(&caller),
         ))
     }
 
@@ -412,6 +540,7 @@ impl ServerHandler for DsqlServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let _in_flight = self.calls.tracker.token();
+        let caller = self.caller(&context.extensions)?;
         let name = request.name.as_ref();
         let args = request.arguments.unwrap_or_default();
         let started = std::time::Instant::now();
@@ -420,8 +549,11 @@ impl ServerHandler for DsqlServer {
             context.peer.clone(),
             context.meta.get_progress_token(),
         );
-        let ctl = self.control(&context.ct, &observer);
-        let Some(result) = self.toolbox.call(name, &args, &self.caller, &ctl).await else {
+        // The client's cancellation, or the deadline's (`within_deadline`).
+        let cancel = context.ct.child_token();
+        let ctl = self.control(&cancel, &observer);
+        let call = self.toolbox.call(name, &args, &caller, &ctl);
+        let Some(result) = self.within_deadline(call, &cancel).await else {
             return Err(McpError::invalid_params(
                 format!("Unknown tool: {name}"),
                 None,
@@ -460,19 +592,21 @@ impl ServerHandler for DsqlServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
         let _in_flight = self.calls.tracker.token();
+        let caller = self.caller(&context.extensions)?;
         let ctl = self.control(&context.ct, &crate::executor::Silent);
         Ok(ListResourcesResult::with_all_items(
-            resources::list(&self.tables(), &ctl).await,
+            resources::list(&self.tables(&caller), &ctl).await,
         ))
     }
 
     async fn list_resource_templates(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
+        let caller = self.caller(&context.extensions)?;
         Ok(ListResourceTemplatesResult::with_all_items(
-            resources::templates(&self.tables()),
+            resources::templates(&self.tables(&caller)),
         ))
     }
 
@@ -482,8 +616,9 @@ impl ServerHandler for DsqlServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
         let _in_flight = self.calls.tracker.token();
+        let caller = self.caller(&context.extensions)?;
         let ctl = self.control(&context.ct, &crate::executor::Silent);
-        match resources::read(&self.tables(), &request.uri, &ctl).await {
+        match resources::read(&self.tables(&caller), &request.uri, &ctl).await {
             Ok(result) => Ok(result.into()),
             Err(resources::ResourceError::NotFound(m)) => Err(McpError::resource_not_found(
                 capped(&m),
@@ -521,10 +656,11 @@ impl ServerHandler for DsqlServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
         let _in_flight = self.calls.tracker.token();
+        let caller = self.caller(&context.extensions)?;
         let ctl = self.control(&context.ct, &crate::executor::Silent);
         Ok(crate::completion::complete(
             &self.completions,
-            &self.tables(),
+            &self.tables(&caller),
             self.toolbox.clusters.default_name(),
             &request,
             &ctl,

@@ -255,7 +255,7 @@ fn transport_error(tool: &str, e: &reqwest::Error) -> KnowledgeError {
 /// which roots to trust. The URL and timeout travel with each request, so one client
 /// serves any configuration. Redirects are not followed (the reference does not follow
 /// them either, and one could leave https).
-fn http_client() -> Result<&'static reqwest::Client, String> {
+pub(crate) fn http_client() -> Result<&'static reqwest::Client, String> {
     static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
     CLIENT
         .get_or_init(|| {

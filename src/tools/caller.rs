@@ -41,6 +41,15 @@ impl Caller {
     }
 }
 
+/// A caller as a transport authenticated it (HTTP: `http::auth` puts one in each request's
+/// extensions). `id` names the credential in logs and binds a session to it; it is a label
+/// (a token's name, a JWT's `iss`/`sub`), never the secret.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub id: std::sync::Arc<str>,
+    pub caller: std::sync::Arc<Caller>,
+}
+
 /// One tool call's view of the toolbox: the server's parts, seen through the caller, on
 /// the cluster the call resolved to.
 pub struct Call<'a> {
@@ -83,6 +92,24 @@ impl<'a> Call<'a> {
                 c.name
             ),
             _ => "the server started with --allow-writes".to_owned(),
+        }
+    }
+
+    /// A guard refusal in words for this call: when the cluster allows writes and only the
+    /// caller's ceiling stops this one, the reference's "change the MCP configuration"
+    /// would be wrong advice, so the refusal says what would allow it instead (keeping the
+    /// reference's opening words, which agents match).
+    pub fn refusal(&self, e: crate::policy::PolicyError) -> String {
+        match (&e, self.cluster) {
+            (crate::policy::PolicyError::WriteNotAllowed(why), Some(c))
+                if c.access == Access::ReadWrite && self.caller.access == Access::ReadOnly =>
+            {
+                format!(
+                    "Your MCP server does not allow write operations to this credential: it may only read; writes need \
+                     a token with access = \"write\" or an access token with the dsql:write scope ({why})"
+                )
+            }
+            _ => e.to_string(),
         }
     }
 

@@ -30,10 +30,9 @@ fn needs_writes(tb: &Call<'_>, what: &str) -> Result<(), ToolError> {
         )));
     }
     if tb.access() == Access::ReadOnly {
-        return Err(ToolError(
-            PolicyError::WriteNotAllowed(format!("{what} needs {}", tb.write_requirement()))
-                .to_string(),
-        ));
+        return Err(ToolError(tb.refusal(PolicyError::WriteNotAllowed(
+            format!("{what} needs {}", tb.write_requirement()),
+        ))));
     }
     Ok(())
 }

@@ -30,7 +30,7 @@ use crate::executor::{Control, Truncation};
 use crate::policy::Access;
 use crate::value::render::RenderedRows;
 
-pub use caller::{Call, Caller};
+pub use caller::{Call, Caller, Credential};
 
 /// The message every database tool answers with when no cluster is configured.
 pub const NOT_CONFIGURED: &str =

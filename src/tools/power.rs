@@ -88,10 +88,9 @@ pub(super) fn write_policy(
 pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>) -> ToolResult {
     let (executor, sql, parameters) = tb.statement_call("execute", args, "parameters")?;
     if tb.access() == Access::ReadOnly {
-        return Err(ToolError(
-            PolicyError::WriteNotAllowed(format!("execute needs {}", tb.write_requirement()))
-                .to_string(),
-        ));
+        return Err(ToolError(tb.refusal(PolicyError::WriteNotAllowed(
+            format!("execute needs {}", tb.write_requirement()),
+        ))));
     }
     let parameters = parameters.unwrap_or_default();
     let checked = write_policy(tb, &sql, parameters.len())?;

@@ -86,7 +86,7 @@ pub async fn transact(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_
             access,
             &tb.config.allowed_functions,
         )
-        .map_err(|e| numbered(&sql_list, i, e))?;
+        .map_err(|e| numbered(&sql_list, i, tb.refusal(e)))?;
         wait_for_job |= checked.kind == StatementKind::WaitForJob;
         ddl |= checked.kind == StatementKind::Ddl;
         statements.push(Statement {

@@ -5,6 +5,7 @@
 //! Every integration test binary includes it with `mod common;` and uses only what it needs.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod mcp;
 pub mod pg;
 pub mod raw;
