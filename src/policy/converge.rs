@@ -913,6 +913,13 @@ mod tests {
             .is_ok()
         );
         assert!(run("UPDATE t SET n = $1 WHERE n = $2", vec![2.into(), 1.into()]).is_ok());
+        // sqlparser reads `a IS DISTINCT FROM b AND c` as `a IS DISTINCT FROM (b AND c)`
+        // (PostgreSQL: `(a IS DISTINCT FROM b) AND c`): refused, never accepted on that reading;
+        // written last, or in parentheses, it is read as PostgreSQL reads it.
+        let tail = |sql: &str| run(sql, vec![json_str("x"), json_str("2026-01-01")]);
+        assert!(tail("UPDATE t SET s = $1 WHERE s IS DISTINCT FROM $1 AND d < $2").is_err());
+        assert!(tail("UPDATE t SET s = $1 WHERE d < $2 AND s IS DISTINCT FROM $1").is_ok());
+        assert!(tail("UPDATE t SET s = $1 WHERE (s IS DISTINCT FROM $1) AND d < $2").is_ok());
         for sql in [
             "UPDATE t SET flag = true WHERE flag = true",
             "UPDATE t SET n = n WHERE n > 0",
