@@ -215,6 +215,19 @@ pub struct Args {
     )]
     pub local_dir: Option<PathBuf>,
 
+    /// With --local: each async job (CREATE INDEX ASYNC, ALTER TABLE ASYNC … VALIDATE)
+    /// reports `processing` in sys.jobs for this many seconds before its final state, as a
+    /// build on a cluster takes time [default: 0, final at once].
+    #[arg(
+        global = true,
+        long = "local-job-seconds",
+        value_name = "SECONDS",
+        requires = "local",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    pub local_job_seconds: u64,
+
     /// How long a migration waits for one async job (CREATE INDEX ASYNC, ALTER TABLE ASYNC …
     /// VALIDATE) before it stops, failing closed; the job keeps running.
     #[arg(

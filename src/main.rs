@@ -65,9 +65,10 @@ async fn run(mut args: Args) -> ExitCode {
     let mut sandbox_error = None;
     if args.local {
         let dir = args.local_dir.clone();
+        let job_seconds = args.local_job_seconds;
         let user = sandbox::login_role(args.database_user.as_deref());
         let started = match &user {
-            Ok(_) => tokio::task::spawn_blocking(move || Sandbox::start(dir)).await,
+            Ok(_) => tokio::task::spawn_blocking(move || Sandbox::start(dir, job_seconds)).await,
             Err(e) => Ok(Err(sandbox::ClusterError(e.clone()))),
         };
         match started {

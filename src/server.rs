@@ -278,6 +278,9 @@ struct Notifier {
     /// Progress goes through one task per call, in order: progress must increase, and one
     /// spawned task per event could overtake another.
     progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>>,
+    /// The last progress value sent: a call that waits more than once (a migration's batches,
+    /// then its jobs) numbers its steps afresh each time, and progress must still increase.
+    last_progress: std::sync::atomic::AtomicU64,
 }
 
 impl Notifier {
@@ -304,6 +307,7 @@ impl Notifier {
             peer,
             progress_token,
             progress,
+            last_progress: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -312,7 +316,15 @@ impl Observer for Notifier {
     fn event(&self, event: Event) {
         if let Event::Progress { step, message } = event {
             if let (Some(token), Some(tx)) = (&self.progress_token, &self.progress) {
-                let param = ProgressNotificationParam::new(token.clone(), step as f64)
+                use std::sync::atomic::Ordering;
+                let before = self
+                    .last_progress
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                        Some(step.max(last + 1))
+                    })
+                    .unwrap_or(0);
+                let value = step.max(before + 1);
+                let param = ProgressNotificationParam::new(token.clone(), value as f64)
                     .with_message(message);
                 // The receiver lives as long as this sender; a send cannot fail before.
                 let _ = tx.send(param);

@@ -12,7 +12,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use aurora_dsql_mcp_server::policy::{self, Access, Placeholders, RuleSet};
+use aurora_dsql_mcp_server::migrate::plan;
+use aurora_dsql_mcp_server::policy::{self, Access, AllowedFunctions, Placeholders, RuleSet};
 use common::McpSession;
 use serde_json::Value;
 
@@ -819,6 +820,101 @@ fn json_object_end(s: &str) -> usize {
     panic!("unbalanced JSON object: {s}");
 }
 
+/// The tools whose SQL is a write: checked as `execute` checks it (the guard in write mode,
+/// then the DSQL rules), each statement of a migration on its own.
+const WRITE_TOOLS: [&str; 3] = ["execute", "apply_migration", "execute_batched"];
+
+/// Why a write tool's example SQL would be refused: the write policy `execute` applies to
+/// each statement, then what the tool adds (a migration's plan: `-- dsql:batched`, one
+/// statement per step, no parameters; a batched write: one UPDATE or DELETE that converges).
+fn write_policy_problems(
+    tool: &str,
+    sql: &str,
+    args: &serde_json::Map<String, Value>,
+) -> Vec<String> {
+    let params: Vec<Value> = args
+        .get("parameters")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let statements = if tool == "apply_migration" {
+        split_statements(sql)
+    } else {
+        vec![sql.to_owned()]
+    };
+    let mut problems = Vec::new();
+    for stmt in &statements {
+        match policy::check(
+            stmt,
+            Some(params.len()),
+            Placeholders::Numbered,
+            Access::ReadWrite,
+        ) {
+            Ok(checked) => {
+                if let Err(e) = policy::check_rules(&[checked.sql.as_str()], RuleSet::Power) {
+                    problems.push(format!("the rule checker refuses\n    {stmt}\n  -> {e}"));
+                }
+            }
+            Err(e) => problems.push(format!("the guard refuses\n    {stmt}\n  -> {e}")),
+        }
+    }
+    match tool {
+        "apply_migration" => {
+            let checks = plan::Checks {
+                allowed: &AllowedFunctions::default(),
+                rules: RuleSet::Power,
+            };
+            if let Err(e) = plan::plan(sql, &checks) {
+                problems.push(format!("the migration's plan refuses it: {e}"));
+            }
+        }
+        "execute_batched" => {
+            if let Err(e) = policy::converges(
+                sql,
+                policy::Facts {
+                    params,
+                    columns: None,
+                },
+            ) {
+                problems.push(format!("the batched write is refused: {e}"));
+            }
+        }
+        _ => {}
+    }
+    problems
+}
+
+#[test]
+fn write_examples_are_held_to_the_write_policy() {
+    let args = serde_json::Map::new();
+    // A migration is split and each statement checked: a DDL refused by the rules is found.
+    let p = write_policy_problems(
+        "apply_migration",
+        "CREATE TABLE t (id int PRIMARY KEY);\nCREATE INDEX i ON t (id);",
+        &args,
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("the rule checker refuses\n    CREATE INDEX i ON t (id)"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("the migration's plan refuses it: "),
+        "{p:?}"
+    );
+    let p = write_policy_problems("execute_batched", "UPDATE t SET a = 1 WHERE a = 1", &args);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("the batched write is refused: this UPDATE's batches would not converge"),
+        "{p:?}"
+    );
+    assert!(write_policy_problems("execute", "INSERT INTO t VALUES (1)", &args).is_empty());
+    assert_eq!(
+        write_policy_problems("execute", "CREATE INDEX i ON t (a)", &args).len(),
+        1
+    );
+}
+
 #[tokio::test]
 async fn use_power_examples_call_listed_tools_with_declared_arguments() {
     let session = McpSession::start(&[], &[]).await;
@@ -879,12 +975,15 @@ async fn use_power_examples_call_listed_tools_with_declared_arguments() {
                     .and_then(Value::as_array)
                     .map(Vec::len)
                     .unwrap_or(0);
-                let access = if tool == "execute" {
-                    Access::ReadWrite
-                } else {
-                    Access::ReadOnly
-                };
-                let style = if tool == "query" || tool == "execute" || tool == "explain" {
+                if WRITE_TOOLS.contains(&tool.as_str()) {
+                    problems.extend(
+                        write_policy_problems(&tool, sql, args)
+                            .into_iter()
+                            .map(|e| format!("{place}: {e}")),
+                    );
+                    continue;
+                }
+                let style = if tool == "query" || tool == "explain" {
                     Placeholders::Numbered
                 } else {
                     Placeholders::Psycopg
@@ -895,7 +994,7 @@ async fn use_power_examples_call_listed_tools_with_declared_arguments() {
                     Some(n)
                 };
                 if tool != "dsql_lint"
-                    && let Err(e) = policy::check(sql, params, style, access)
+                    && let Err(e) = policy::check(sql, params, style, Access::ReadOnly)
                 {
                     problems.push(format!("{place}: the guard refuses it: {e}"));
                 }

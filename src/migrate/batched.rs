@@ -7,16 +7,22 @@
 //! OFFSET size-1`), then the write over that key range (`… WHERE (cond) AND (pk) > (cursor)
 //! AND (pk) <= (upper)`), with the executor's OCC retry. When no closing key is found, a
 //! last write covers the rest of the range; the run ends there. The cursor only moves
-//! forward, so one run always ends; the convergence check (`converges`) makes a re-run after
-//! an interruption safe too: an UPDATE must change what its WHERE selects, so rows already
-//! done no longer match. A batched write is not atomic: each batch commits on its own.
+//! forward (each closing key is read with `> cursor`), and an UPDATE of a primary-key column
+//! is refused (a row moved further along the key would be met again), so one run always
+//! ends, after at most one batch per `batch_size` matching rows plus one. The convergence
+//! check (`policy::converges`, on the text and then with the table's catalog) makes a re-run
+//! after an interruption safe too: an UPDATE's SET must make its WHERE false for every row it
+//! changes, so rows already done no longer match. A batched write is not atomic: each batch
+//! commits on its own.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use crate::executor::{Control, Event, ExecError, Executor, Mode, Statement, Work};
-use crate::policy::{self, Access, AllowedFunctions, Placeholders, RuleSet, Verb, WriteShape};
+use crate::policy::{
+    self, Access, AllowedFunctions, ColumnFact, Facts, Placeholders, RuleSet, Verb, WriteShape,
+};
 
 /// What a batched write did.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,36 +58,22 @@ pub struct Failed {
     pub done: Report,
 }
 
-/// Refuses a statement whose batches would not converge, saying why and what to write.
-pub fn converges(shape: &WriteShape) -> Result<(), String> {
-    if shape.verb == Verb::Delete {
-        return Ok(()); // deleted rows never match again
-    }
-    let Some(_) = &shape.condition else {
-        return Err(format!(
-            "this UPDATE has no WHERE, so its batches would not converge: a row it changed would still \
-             match, and a re-run after an interruption would change every row again. Add a WHERE that \
-             the SET makes false, e.g. `UPDATE {t} SET {c} = … WHERE {c} IS NULL`",
-            t = shape.table,
-            c = shape.set_columns.first().map_or("col", String::as_str),
-        ));
-    };
-    if shape
-        .where_columns
-        .iter()
-        .any(|c| shape.set_columns.contains(c))
-    {
-        return Ok(());
-    }
-    Err(format!(
-        "this UPDATE's batches would not converge: its WHERE reads none of the columns its SET changes \
-         ({}), so the rows it updates keep matching and a re-run after an interruption would update them \
-         again. Make the WHERE select only rows not yet done, on a column the SET changes, e.g. \
-         `… SET {c} = … WHERE ({cond}) AND {c} IS DISTINCT FROM <new value>` or `WHERE {c} IS NULL` for a backfill",
-        shape.set_columns.join(", "),
-        c = shape.set_columns.first().map_or("col", String::as_str),
-        cond = shape.condition.as_deref().unwrap_or("true"),
-    ))
+/// Refuses a statement whose batches would not converge, saying why and what to write
+/// (`policy::converges`). Without `columns` (a plan, before the table may exist) a proof that
+/// depends on column types is accepted for the types its literals suggest; the run checks
+/// again with the table's catalog.
+pub fn converges(
+    sql: &str,
+    params: &[Value],
+    columns: Option<Vec<ColumnFact>>,
+) -> Result<(), String> {
+    policy::converges(
+        sql,
+        Facts {
+            params: params.to_vec(),
+            columns,
+        },
+    )
 }
 
 /// Quotes a catalog name for SQL.
@@ -122,6 +114,50 @@ async fn primary_key(
         ));
     }
     Ok(cols)
+}
+
+/// The table's columns: type, NOT NULL, and whether the primary key has them.
+async fn columns(
+    executor: &Executor,
+    table: &str,
+    pk: &[String],
+    ctl: &Control<'_>,
+) -> Result<Vec<ColumnFact>, String> {
+    let work = Work::new(
+        Mode::ReadOnly,
+        vec![Statement {
+            sql: "SELECT a.attname::text AS name, format_type(a.atttypid, a.atttypmod) AS type, \
+                  a.attnotnull AS not_null FROM pg_catalog.pg_attribute a \
+                  WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+                .into(),
+            params: vec![Value::from(table)],
+        }],
+    );
+    let rows = executor
+        .run(&work, ctl)
+        .await
+        .map_err(|e| format!("reading the columns of {table}: {e}"))?
+        .rows;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let name = r
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            ColumnFact {
+                primary_key: pk.contains(&name),
+                name,
+                type_name: r
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                not_null: r.get("not_null") == Some(&Value::Bool(true)),
+            }
+        })
+        .collect())
 }
 
 /// The statements of one batched write, built once from the checked parts.
@@ -225,10 +261,15 @@ pub async fn run(
         },
     };
     let shape = policy::write_shape(sql).map_err(|e| fail(e, &done))?;
-    converges(&shape).map_err(|e| fail(e, &done))?;
+    // Refused before any connection when the text alone shows it; then with the catalog.
+    converges(sql, params, None).map_err(|e| fail(e, &done))?;
     let pk = primary_key(executor, &shape.table, ctl)
         .await
         .map_err(|e| fail(e, &done))?;
+    let cols = columns(executor, &shape.table, &pk, ctl)
+        .await
+        .map_err(|e| fail(e, &done))?;
+    converges(sql, params, Some(cols)).map_err(|e| fail(e, &done))?;
     let t = templates(&shape, &pk, params.len(), size);
     let n = params.len();
     for (sql, count, access) in [
@@ -329,13 +370,23 @@ mod tests {
 
     #[test]
     fn convergence_is_checked() {
-        assert!(converges(&shape("UPDATE t SET s = 'x' WHERE s IS NULL")).is_ok());
-        assert!(converges(&shape("DELETE FROM t WHERE created < now()")).is_ok());
-        assert!(converges(&shape("DELETE FROM t")).is_ok());
-        let e = converges(&shape("UPDATE t SET s = 'x' WHERE id > 0")).unwrap_err();
+        assert!(converges("UPDATE t SET s = 'x' WHERE s IS NULL", &[], None).is_ok());
+        assert!(converges("DELETE FROM t WHERE created < now()", &[], None).is_ok());
+        assert!(converges("DELETE FROM t", &[], None).is_ok());
+        let e = converges("UPDATE t SET s = 'x' WHERE id > 0", &[], None).unwrap_err();
         assert!(e.starts_with("this UPDATE's batches would not converge: its WHERE reads none of the columns its SET changes (s)"), "{e}");
-        let e = converges(&shape("UPDATE t SET s = 'x'")).unwrap_err();
+        let e = converges("UPDATE t SET s = 'x'", &[], None).unwrap_err();
         assert!(e.starts_with("this UPDATE has no WHERE"), "{e}");
+        let e = converges("UPDATE t SET flag = true WHERE flag = true", &[], None).unwrap_err();
+        assert!(
+            e.starts_with(
+                "this UPDATE's batches would not converge, or it cannot be shown that they do"
+            ),
+            "{e}"
+        );
+        // A parameter that is NULL leaves the rows NULL.
+        assert!(converges("UPDATE t SET s = $1 WHERE s IS NULL", &[Value::Null], None).is_err());
+        assert!(converges("UPDATE t SET s = $1 WHERE s IS NULL", &[json!("x")], None).is_ok());
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! secondary index, no foreign key; created on first use by a `CREATE TABLE IF NOT EXISTS`
 //! alone in its transaction. A DDL step cannot share a transaction with its history row, so
 //! it is recorded `started` before it runs and `done` after; a DML step's row travels in the
-//! step's own transaction (atomic with it).
+//! step's own transaction (atomic with it), and its row count (`rows_changed`, known only
+//! once the statement ran) follows in a short transaction after the commit. A batched step
+//! records its total with `done`. `rows_changed` has been in the table since its first
+//! version, so no table in use lacks it.
 
 use serde_json::{Map, Value};
 
@@ -185,6 +188,35 @@ pub async fn record(
         .map(|_| ())
 }
 
+/// Records the rows each DML step changed, once its transaction committed: the step's
+/// `done` row travels inside that transaction, before the statement's count is known.
+pub async fn set_rows(
+    executor: &Executor,
+    name: &str,
+    counts: &[(usize, u64)],
+    ctl: &Control<'_>,
+) -> Result<(), ExecError> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let statements = counts
+        .iter()
+        .map(|(step, rows)| Statement {
+            sql: "UPDATE public.dsql_mcp_migrations SET rows_changed = $3::bigint \
+                  WHERE name = $1 AND step = $2::int"
+                .into(),
+            params: vec![
+                Value::from(name),
+                Value::from(*step as u64),
+                Value::from(*rows),
+            ],
+        })
+        .collect();
+    let mut work = Work::new(Mode::ReadWrite, statements);
+    work.keep_all = true;
+    executor.run_all(&work, ctl).await.map(|_| ())
+}
+
 /// Keeps the migration's rows in step with its current text: its checksum and step count
 /// (a fixed re-run changes both), and no rows past its last step that were never done.
 pub async fn restamp(
@@ -214,8 +246,9 @@ pub async fn restamp(
     executor.run_all(&work, ctl).await.map(|_| ())
 }
 
-/// One line per migration for `list_migrations`: name, checksum, steps done / total,
-/// started, finished (when every step is done), the last error of a step not done.
+/// One line per migration for `list_migrations`: name, checksum, steps done / total, the
+/// rows its DML and batched steps changed, started, finished (when every step is done), the
+/// last error of a step not done.
 pub async fn summary(
     executor: &Executor,
     ctl: &Control<'_>,
@@ -229,6 +262,7 @@ pub async fn summary(
                 Mode::ReadOnly,
                 "SELECT name, min(checksum) AS checksum, \
                    sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END)::int AS steps_done, max(steps) AS steps_total, \
+                   sum(rows_changed)::bigint AS rows, \
                    min(started_at)::text AS started_at, \
                    CASE WHEN sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END) = max(steps) \
                         THEN max(finished_at)::text END AS finished_at, \

@@ -187,8 +187,8 @@ fn step(index: usize, source: Source, checks: &Checks<'_>) -> Result<Step, Strin
     }
     policy::check_rules(&[checked.sql.as_str()], checks.rules).map_err(|e| format!("{at}: {e}"))?;
     if kind == Kind::Batched {
-        let shape = policy::write_shape(&checked.sql).map_err(|e| format!("{at}: {e}"))?;
-        super::batched::converges(&shape).map_err(|e| format!("{at}: {e}"))?;
+        policy::write_shape(&checked.sql).map_err(|e| format!("{at}: {e}"))?;
+        super::batched::converges(&checked.sql, &[], None).map_err(|e| format!("{at}: {e}"))?;
     }
     let lint = policy::lint(&checked.sql, true);
     let lint = lint["diagnostics"].as_array().cloned().unwrap_or_default();

@@ -485,9 +485,25 @@ impl Run<'_> {
         let run = self.executor.run_all(&work, self.ctl);
         match self.leased(run).await {
             Ok(outcomes) => {
+                let counts: Vec<(usize, u64)> = steps
+                    .iter()
+                    .zip(&outcomes)
+                    .filter_map(|(s, o)| o.rows_affected.map(|n| (s.index, n)))
+                    .collect();
+                // The steps are done either way; a lost count is said, not fatal.
+                let unrecorded = history::set_rows(self.executor, self.name, &counts, self.ctl)
+                    .await
+                    .err()
+                    .map(|e| {
+                        format!(
+                            "its row count could not be recorded in {}: {e}",
+                            history::TABLE
+                        )
+                    });
                 for (s, o) in steps.iter().zip(outcomes) {
                     let mut rep = self.report(s, "applied", started);
                     rep.rows = o.rows_affected;
+                    rep.note = unrecorded.clone();
                     self.push(rep);
                 }
                 Ok(())

@@ -19,6 +19,7 @@
 
 use std::fmt;
 
+mod converge;
 mod functions;
 #[cfg(test)]
 mod fuzz;
@@ -32,6 +33,7 @@ mod scan;
 mod shape;
 mod tenant;
 
+pub use converge::{ColumnFact, Facts};
 pub use functions::{AllowedFunctions, is_listed as is_known_function};
 pub use scan::{Piece, split};
 pub use shape::{Verb, WriteShape};
@@ -309,6 +311,15 @@ pub fn lint(sql: &str, fix: bool) -> serde_json::Value {
 pub fn values_rows(sql: &str) -> Option<usize> {
     let owned = sql.to_owned();
     on_big_stack(move || shape::values_rows(&owned)).flatten()
+}
+
+/// Whether a batched `UPDATE` converges: its `SET` makes its `WHERE` false for every row it
+/// changes (see `converge`); `facts` has its parameters and, once read, the table's columns.
+/// Pass a statement the guard accepted (`Checked::sql`).
+pub fn converges(sql: &str, facts: Facts) -> Result<(), String> {
+    let owned = sql.to_owned();
+    on_big_stack(move || shape::converges(&owned, &facts))
+        .unwrap_or_else(|| Err("SQL could not be read (internal error in the checker)".into()))
 }
 
 /// A one-table `UPDATE` / `DELETE` taken apart for a batched write (see `shape`), or why

@@ -3,7 +3,8 @@
 //! - how many rows an `INSERT … VALUES` writes (known before it runs, so several can share
 //!   one transaction under DSQL's 3,000-row limit);
 //! - the parts of a one-table `UPDATE` / `DELETE` a batched write is rebuilt from (table,
-//!   `SET` list, `WHERE`), and the columns each side names, for the convergence check.
+//!   `SET` list, `WHERE`), and the columns each side names; its convergence is checked on
+//!   the same parse (`converge.rs`).
 
 use std::ops::ControlFlow;
 
@@ -73,6 +74,11 @@ pub(crate) fn values_rows(sql: &str) -> Option<usize> {
         SetExpr::Values(values) => Some(values.rows.len()),
         _ => None,
     }
+}
+
+/// Checks that a batched write converges (`converge.rs`), from its text.
+pub(crate) fn converges(sql: &str, facts: &super::converge::Facts) -> Result<(), String> {
+    super::converge::check(&one(sql)?, facts)
 }
 
 /// Takes a one-table `UPDATE` / `DELETE` apart for batching; an error says why it cannot be

@@ -20,8 +20,14 @@
 //!   caller's transaction and with the caller's rights, record a job and return one
 //!   `job_id` row. A build that fails on the data (duplicate keys, a violated CHECK)
 //!   records a `failed` job with the error in `details`, as DSQL does;
+//! - a job's duration (`--local-job-seconds N`, kept in `sys.sandbox_settings`): the work
+//!   is done inside the statement as above, but `sys.jobs` reports the job `processing`
+//!   (no details yet) until N seconds after it started, then its real final state, so a
+//!   client's waiting, progress and timeouts can be exercised as against a cluster. N is 0
+//!   unless the flag is given (written at every start, so a kept folder does not keep it);
 //! - `CALL sys.wait_for_job(job_id)`: a procedure whose INOUT `succeeded` column says
-//!   whether the job completed; a malformed id is `22P02 Unable to convert text to UUID`;
+//!   whether the job completed (it sleeps while the job still reports `processing`); a
+//!   malformed id is `22P02 Unable to convert text to UUID`;
 //! - the 3,000-row transaction limit: an event trigger gives every new table three
 //!   statement-level AFTER triggers (INSERT, UPDATE, DELETE) with transition tables. Each
 //!   adds its row count to a transaction-local setting (`dsql.rows_modified`) and raises
@@ -74,11 +80,25 @@ CREATE TABLE IF NOT EXISTS sys.job_log (
   start_time  timestamptz NOT NULL,
   update_time timestamptz NOT NULL
 );
+-- When the job stops reporting `processing` (its emulated duration, --local-job-seconds).
+ALTER TABLE sys.job_log ADD COLUMN IF NOT EXISTS ready_at timestamptz;
 REVOKE ALL ON sys.job_log FROM PUBLIC;
 
+-- One row: the sandbox's settings, written by the server at every start.
+CREATE TABLE IF NOT EXISTS sys.sandbox_settings (
+  id          int PRIMARY KEY CHECK (id = 1),
+  job_seconds double precision NOT NULL DEFAULT 0 CHECK (job_seconds >= 0)
+);
+REVOKE ALL ON sys.sandbox_settings FROM PUBLIC;
+INSERT INTO sys.sandbox_settings (id) VALUES (1) ON CONFLICT (id) DO NOTHING;
+
 CREATE OR REPLACE VIEW sys.jobs AS
-  SELECT job_id, status, details, job_type, class_id, object_id, object_name,
-         start_time, update_time
+  SELECT job_id,
+         CASE WHEN ready_at > clock_timestamp() THEN 'processing' ELSE status END AS status,
+         CASE WHEN ready_at > clock_timestamp() THEN NULL ELSE details END AS details,
+         job_type, class_id, object_id, object_name, start_time,
+         CASE WHEN ready_at > clock_timestamp() THEN clock_timestamp()
+              ELSE greatest(update_time, ready_at) END AS update_time
   FROM sys.job_log;
 GRANT SELECT ON sys.jobs TO PUBLIC;
 
@@ -117,7 +137,11 @@ BEGIN
    WHERE status IN ('completed', 'failed', 'cancelled')
      AND update_time < now() - interval '30 minutes';
   INSERT INTO sys.job_log
-  VALUES (id, p_status, p_details, p_type, p_class, p_object, p_name, p_start, clock_timestamp());
+       (job_id, status, details, job_type, class_id, object_id, object_name, start_time,
+        update_time, ready_at)
+  VALUES (id, p_status, p_details, p_type, p_class, p_object, p_name, p_start, clock_timestamp(),
+          p_start + make_interval(secs => coalesce(
+            (SELECT s.job_seconds FROM sys.sandbox_settings s WHERE s.id = 1), 0)));
   RETURN id;
 END
 $f$;
@@ -184,8 +208,8 @@ BEGIN
 END
 $f$;
 
--- CALL sys.wait_for_job('<job id>'): jobs finish before their statement returns, so
--- this only reports how the job ended.
+-- CALL sys.wait_for_job('<job id>'): the work is done before its statement returns, so
+-- this waits out the job's emulated duration, then reports how the job ended.
 CREATE OR REPLACE PROCEDURE sys.wait_for_job(job text, INOUT succeeded boolean DEFAULT NULL)
 LANGUAGE plpgsql AS $f$
 DECLARE
@@ -198,6 +222,10 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'job % does not exist', job USING ERRCODE = '42704';
   END IF;
+  WHILE st IN ('submitted', 'processing') LOOP
+    PERFORM pg_sleep(0.1);
+    SELECT j.status INTO st FROM sys.jobs j WHERE j.job_id = job;
+  END LOOP;
   succeeded := st = 'completed';
 END
 $f$;
@@ -246,6 +274,11 @@ CREATE EVENT TRIGGER dsql_row_limit ON ddl_command_end
   WHEN TAG IN ('CREATE TABLE')
   EXECUTE FUNCTION sys.attach_row_limit();
 "#;
+
+/// Sets the emulated duration of the jobs started from now on (`--local-job-seconds`).
+pub fn job_seconds_sql(seconds: u64) -> String {
+    format!("UPDATE sys.sandbox_settings SET job_seconds = {seconds} WHERE id = 1")
+}
 
 /// Lines appended to `postgresql.conf` when the sandbox's data directory is created.
 pub const CONF: &str = "\

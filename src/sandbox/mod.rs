@@ -54,8 +54,10 @@
 //!   (not OC000), and there are no OC001 schema-change conflicts.
 //! - Asynchronous jobs are synchronous: the index is built, or the constraint validated,
 //!   inside the statement and its transaction, so the job is `completed` or `failed`
-//!   before `job_id` returns (never `submitted`/`processing`), and a rolled-back
-//!   transaction leaves no job. A failed unique build leaves *no* index (DSQL leaves an
+//!   before `job_id` returns, and a rolled-back transaction leaves no job. With
+//!   `--local-job-seconds N` the job still reports `processing` in `sys.jobs` for N
+//!   seconds (so waiting, progress and `--job-timeout` can be tried), but the index or
+//!   constraint is in place, and valid, from the start. A failed unique build leaves *no* index (DSQL leaves an
 //!   invalid one that still enforces uniqueness). `DROP INDEX` cannot cancel a job.
 //!   Indexes are plain PostgreSQL btrees (`btree`, not `btree_index`).
 //! - `sys.wait_for_job` also works inside a transaction block (DSQL refuses that with
@@ -109,7 +111,9 @@ pub struct Sandbox {
 impl Sandbox {
     /// Starts PostgreSQL (in `dir`, kept between runs, or a temporary folder), installs
     /// the DSQL emulation and gives the login roles a fresh password. Blocks until ready.
-    pub fn start(dir: Option<PathBuf>) -> Result<Sandbox, ClusterError> {
+    /// `job_seconds` (`--local-job-seconds`) is how long each async job reports
+    /// `processing` in `sys.jobs` before its final state (0: final at once).
+    pub fn start(dir: Option<PathBuf>, job_seconds: u64) -> Result<Sandbox, ClusterError> {
         let password = new_password()?;
         let mut opts = ClusterOptions::new(TEMP_PREFIX, "aurora-dsql-mcp-server local sandbox CA");
         opts.dir = dir;
@@ -121,6 +125,9 @@ impl Sandbox {
         cluster
             .superuser_batch(emulation::SETUP_SQL)
             .map_err(|e| ClusterError(format!("installing the DSQL emulation failed: {e}")))?;
+        cluster
+            .superuser_batch(&emulation::job_seconds_sql(job_seconds))
+            .map_err(|e| ClusterError(format!("setting the sandbox's job duration failed: {e}")))?;
         let passwords: Vec<String> = LOGIN_ROLES
             .iter()
             .map(|role| cluster::scram_password_sql(role, &password))

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    LoggingMessageNotificationParam, Tool,
+    LoggingMessageNotificationParam, ProgressNotificationParam, Tool,
 };
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::{ClientHandler, Peer, RoleClient, ServiceError, ServiceExt};
@@ -92,11 +92,19 @@ pub(crate) fn server_env(extra_env: &[(&str, &str)]) -> (tempfile::TempDir, Vec<
 #[derive(Clone, Default)]
 pub struct Recorder {
     logs: Arc<Mutex<Vec<LoggingMessageNotificationParam>>>,
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
 }
 
 impl Recorder {
     fn logs(&self) -> Vec<LoggingMessageNotificationParam> {
         self.logs.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn progress(&self) -> Vec<ProgressNotificationParam> {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -106,6 +114,17 @@ impl ClientHandler for Recorder {
             ClientCapabilities::default(),
             Implementation::new("aurora-dsql-test-harness", env!("CARGO_PKG_VERSION")),
         )
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(params);
     }
 
     async fn on_logging_message(
@@ -212,6 +231,12 @@ impl McpSession {
             other => panic!("tool arguments must be a JSON object or null, got {other}"),
         }
         self.client.call_tool(params).await
+    }
+
+    /// Every `notifications/progress` received so far, in order. rmcp's client puts a
+    /// `progressToken` in the `_meta` of every request it sends, so every call may get some.
+    pub fn progress(&self) -> Vec<ProgressNotificationParam> {
+        self.recorder.progress()
     }
 
     /// All tools (`tools/list`, following pagination).
