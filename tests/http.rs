@@ -815,3 +815,119 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
                "structured": {"result": [{"who": "py", "n": 3}]}, "error": false})
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_serves_two_clusters_each_credential_within_its_own() {
+    let alpha = PgCluster::start();
+    let beta = PgCluster::start();
+    let t = unique_name("http_two");
+    for pg in [&alpha, &beta] {
+        pg.superuser()
+            .await
+            .batch_execute(&format!(
+                "CREATE TABLE {t} (id int PRIMARY KEY); GRANT ALL ON {t} TO admin;"
+            ))
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let clusters = dir.path().join("clusters.toml");
+    std::fs::write(
+        &clusters,
+        format!(
+            "default = \"alpha\"\n\n[clusters.alpha]\nendpoint = \"localhost\"\nregion = \"us-east-1\"\nport = {}\nuser = \"admin\"\nssl_root_cert = \"{}\"\n\n[clusters.beta]\nendpoint = \"localhost\"\nregion = \"eu-west-1\"\nport = {}\nuser = \"admin\"\nssl_root_cert = \"{}\"\nallow_writes = true\n",
+            alpha.port(),
+            alpha.ca_path().display(),
+            beta.port(),
+            beta.ca_path().display()
+        ),
+    )
+    .unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nname = \"reader\"\nsha256 = \"{}\"\naccess = \"read\"\n\n[[token]]\nname = \"beta-writer\"\nsha256 = \"{}\"\naccess = \"write\"\nclusters = [\"beta\"]\n",
+            sha(READ),
+            sha(WRITE)
+        ),
+    )
+    .unwrap();
+    let server = HttpServer::start(&[
+        "--clusters".to_owned(),
+        clusters.display().to_string(),
+        "--auth-tokens".to_owned(),
+        tokens.display().to_string(),
+    ])
+    .await;
+
+    // The writer reaches beta only: its writes land there, alpha is not even listed.
+    let writer = server.client(Era::Stateless, Some(WRITE)).await.unwrap();
+    let r = call(
+        &writer,
+        "transact",
+        json!({"sql_list": [format!("INSERT INTO {t} VALUES (1)")], "cluster": "beta"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let r = call(
+        &writer,
+        "readonly_query",
+        json!({"sql": "SELECT 1", "cluster": "alpha"}),
+    )
+    .await;
+    assert_eq!(
+        text(&r),
+        "Error executing tool readonly_query: unknown cluster \"alpha\" (configured: beta). list_clusters shows each with its endpoint and mode."
+    );
+    let listed = call(&writer, "list_clusters", json!({})).await;
+    let names: Vec<_> = structured(&listed)["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].clone(), c["mode"].clone()))
+        .collect();
+    assert_eq!(names, [(json!("beta"), json!("read-write"))]);
+    assert_eq!(
+        (count_in(&alpha, &t).await, count_in(&beta, &t).await),
+        (0, 1)
+    );
+
+    // The reader reads both, writes neither (beta allows writes; the credential does not).
+    let reader = server.client(Era::Sessions, Some(READ)).await.unwrap();
+    for (cluster, port) in [("alpha", alpha.port()), ("beta", beta.port())] {
+        let r = call(
+            &reader,
+            "readonly_query",
+            json!({"sql": "SELECT current_setting('port')::int AS port", "cluster": cluster}),
+        )
+        .await;
+        assert_eq!(
+            structured(&r),
+            json!({"result": [{"port": port}]}),
+            "{cluster}"
+        );
+    }
+    let r = call(
+        &reader,
+        "transact",
+        json!({"sql_list": [format!("INSERT INTO {t} VALUES (2)")], "cluster": "beta"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true));
+    let r = call(
+        &reader,
+        "transact",
+        json!({"sql_list": [format!("INSERT INTO {t} VALUES (3)")]}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(true), "alpha is read-only");
+    assert_eq!(
+        (count_in(&alpha, &t).await, count_in(&beta, &t).await),
+        (0, 1)
+    );
+}
+
+async fn count_in(pg: &PgCluster, table: &str) -> i64 {
+    count(&pg.superuser().await, table).await
+}

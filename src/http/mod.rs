@@ -74,12 +74,14 @@ impl Listener {
             .with_allowed_hosts(settings.allowed_hosts.clone())
             .with_max_request_body_bytes(settings.max_request_bytes)
             .with_cancellation_token(cancel.child_token());
-        config = if settings.allowed_origins.is_empty() {
-            // Browsers always send Origin; no browser page is allowed unless named.
-            config.enforce_origin_validation()
-        } else {
-            config.with_allowed_origins(settings.allowed_origins.clone())
-        };
+        // Origin validation is always on: a browser page may call only from this server's
+        // own origin or one named by --allowed-origin (a request without Origin, from a
+        // non-browser client, passes).
+        let mut origins = own_origins(bound, &public_url);
+        origins.extend(settings.allowed_origins.iter().cloned());
+        config = config
+            .with_allowed_origins(origins)
+            .enforce_origin_validation();
         let factory = {
             let server = server.clone();
             move || Ok(server.session())
@@ -191,6 +193,27 @@ impl Listener {
     }
 }
 
+/// The origins of this server itself: loopback names on the bound port, and the public URL's.
+fn own_origins(bound: std::net::SocketAddr, public_url: &str) -> Vec<String> {
+    let port = bound.port();
+    let mut origins = vec![
+        format!("http://localhost:{port}"),
+        format!("http://127.0.0.1:{port}"),
+        format!("http://[::1]:{port}"),
+    ];
+    if let Ok(url) = url::Url::parse(public_url) {
+        let origin = url.origin().ascii_serialization();
+        let explicit = match url.port_or_known_default() {
+            Some(p) if !origin.ends_with(&format!(":{p}")) => format!("{origin}:{p}"),
+            _ => origin,
+        };
+        origins.push(explicit);
+    }
+    origins.sort();
+    origins.dedup();
+    origins
+}
+
 /// SIGHUP re-reads the token file.
 async fn reload_on_hangup(auth: Arc<Auth>) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -200,5 +223,30 @@ async fn reload_on_hangup(auth: Arc<Auth>) {
     };
     while hangup.recv().await.is_some() {
         auth.reload();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn own_origins_name_the_bound_port_and_the_public_url() {
+        let bound = "127.0.0.1:8765".parse().unwrap();
+        assert_eq!(
+            super::own_origins(bound, "https://mcp.example.com"),
+            [
+                "http://127.0.0.1:8765",
+                "http://[::1]:8765",
+                "http://localhost:8765",
+                "https://mcp.example.com:443"
+            ]
+        );
+        assert_eq!(
+            super::own_origins(bound, "http://127.0.0.1:8765"),
+            [
+                "http://127.0.0.1:8765",
+                "http://[::1]:8765",
+                "http://localhost:8765"
+            ]
+        );
     }
 }
