@@ -680,10 +680,19 @@ async fn oauth_access_tokens_are_verified_against_the_issuers_keys() {
             json!("signature algorithm HS256 is not accepted (asymmetric keys only)")
         )
     );
-    let mut tampered = issuer.token("k1", json!({"scope": "dsql:read"}));
-    tampered.pop();
-    tampered.push(if tampered.ends_with('A') { 'B' } else { 'A' });
-    assert_eq!(refused(tampered).await.0, 401);
+    // A read token's signature on a write token's claims.
+    let read = issuer.token("k1", json!({"scope": "dsql:read"}));
+    let write = issuer.token("k1", json!({"scope": "dsql:write"}));
+    let (r, w): (Vec<&str>, Vec<&str>) = (read.split('.').collect(), write.split('.').collect());
+    let tampered = format!("{}.{}.{}", r[0], w[1], r[2]);
+    assert_eq!(
+        refused(tampered).await,
+        (
+            401,
+            json!("invalid_token"),
+            json!("the token's signature does not verify")
+        )
+    );
     let no_scope = issuer.token("k1", json!({"scope": "openid profile"}));
     assert_eq!(
         refused(no_scope).await,
@@ -930,4 +939,52 @@ async fn one_process_serves_two_clusters_each_credential_within_its_own() {
 
 async fn count_in(pg: &PgCluster, table: &str) -> i64 {
     count(&pg.superuser().await, table).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_bound_to_a_tenant_sees_only_its_rows() {
+    let pg = shared();
+    let s = unique_name("http_ten");
+    pg.superuser()
+        .await
+        .batch_execute(&format!(
+            "CREATE SCHEMA {s};
+             CREATE TABLE {s}.orders (id int PRIMARY KEY, tenant_id text NOT NULL, total int);
+             INSERT INTO {s}.orders VALUES (1, 'acme', 5), (2, 'globex', 20), (3, 'acme', 7);
+             GRANT USAGE ON SCHEMA {s} TO admin; GRANT ALL ON ALL TABLES IN SCHEMA {s} TO admin;"
+        ))
+        .await
+        .unwrap();
+    let (_dir, tokens) = token_file(&format!(
+        "[[token]]\nname = \"acme\"\nsha256 = \"{}\"\naccess = \"write\"\ntenant = \"acme\"\n\n[[token]]\nname = \"ops\"\nsha256 = \"{}\"\naccess = \"read\"\n",
+        sha(WRITE),
+        sha(READ)
+    ));
+    let tokens_arg = tokens.display().to_string();
+    let server =
+        HttpServer::start(&args(pg, &["--allow-writes", "--auth-tokens", &tokens_arg])).await;
+    let sql = format!("SELECT id FROM {s}.orders ORDER BY id");
+    let acme = server.client(Era::Stateless, Some(WRITE)).await.unwrap();
+    let r = call(&acme, "query", json!({"sql": sql})).await;
+    assert_eq!(structured(&r)["rows"], json!([{"id": 1}, {"id": 3}]));
+    assert_eq!(structured(&r)["scopedToTenant"], json!("acme"));
+    let r = call(
+        &acme,
+        "execute",
+        json!({"sql": format!("UPDATE {s}.orders SET total = 0")}),
+    )
+    .await;
+    assert_eq!(structured(&r)["rowCount"], json!(2), "{}", text(&r));
+    // A token without a tenant (and a server without --tenant) sees every tenant's rows.
+    let ops = server.client(Era::Sessions, Some(READ)).await.unwrap();
+    let r = call(
+        &ops,
+        "query",
+        json!({"sql": format!("SELECT id, total FROM {s}.orders ORDER BY id")}),
+    )
+    .await;
+    assert_eq!(
+        structured(&r)["rows"],
+        json!([{"id": 1, "total": 0}, {"id": 2, "total": 20}, {"id": 3, "total": 0}])
+    );
 }
