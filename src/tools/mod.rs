@@ -171,7 +171,7 @@ impl Toolbox {
         if !DATABASE_TOOLS.contains(&name) {
             let tb = &Call::new(self, caller, None);
             return Some(match name {
-                "dsql_lint" => lint::dsql_lint(args),
+                "dsql_lint" => lint::dsql_lint(args, &self.config),
                 "dsql_search_documentation" => knowledge::search_documentation(tb, args, ctl).await,
                 "dsql_read_documentation" => knowledge::read_documentation(tb, args, ctl).await,
                 "dsql_recommend" => knowledge::recommend(tb, args, ctl).await,
