@@ -160,6 +160,10 @@ pub struct Outcome {
     pub rows_affected: Option<u64>,
     /// Set when `rows` holds only the first part of the result.
     pub truncated: Option<Truncation>,
+    /// Rows of the result read from the server, kept or not. A cut result is still read to
+    /// its end (the connection must stay in step), so this is the whole result's row count
+    /// at no extra cost: what a truncated answer reports as `totalRows`.
+    pub rows_read: u64,
 }
 
 /// Bounds on one tool call.
@@ -226,22 +230,89 @@ impl RetryPolicy {
     }
 }
 
-/// Something worth telling the agent while a call runs (sent as MCP log notifications).
+/// Something worth telling the agent while a call runs: log notifications for retries,
+/// reconnects and truncation, and MCP progress notifications (`Event::progress`) when the
+/// client asked for progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The unit is re-run after an OCC conflict or a waking cluster.
     Retry {
+        /// Which re-run this is for `cause` (1-based), of at most `of`.
+        retry: u32,
+        of: u32,
+        /// The attempt of the whole unit this starts (the first run is attempt 1).
         attempt: u32,
         delay: Duration,
+        cause: RetryCause,
         reason: String,
     },
-    /// The connection broke; the unit is re-run on a fresh one.
-    Reconnect { reason: String },
-    /// A result was cut short.
-    Truncated { kept: usize, why: Truncation },
-    /// A long wait is still going (`wait_for_job`); sent as an MCP progress notification
-    /// when the client asked for progress, and otherwise dropped.
+    /// The connection broke (dropped, or closed by the cluster when it expired); the unit
+    /// is re-run on a fresh one, as attempt `attempt` of the whole unit.
+    Reconnect { attempt: u32, reason: String },
+    /// A result was cut short: `kept` of its `total` rows are returned.
+    Truncated {
+        kept: usize,
+        total: u64,
+        why: Truncation,
+    },
+    /// Another `ROWS_PER_PROGRESS` rows of one statement's result were read (kept or not):
+    /// `rows` so far.
+    RowsRead { rows: u64 },
+    /// A long wait is still going (`wait_for_job`, batched writes); `step` counts them.
     Progress { step: u64, message: String },
+}
+
+/// Why a unit is run again with backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryCause {
+    /// SQLSTATE 40001: an optimistic-concurrency conflict (DSQL's OC000 / OC001) or a
+    /// serialization failure.
+    Conflict,
+    /// The cluster refused a new connection for now (waking up, or a connection limit).
+    Waking,
+}
+
+/// A progress notification is sent every this many rows read from one result.
+pub const ROWS_PER_PROGRESS: u64 = 10_000;
+
+impl Event {
+    /// The message of the MCP progress notification this event becomes when the client
+    /// asked for progress (`None`: a log notification only). The MCP layer numbers the
+    /// notifications of a call itself, so that their progress values strictly increase
+    /// whichever events they come from.
+    pub fn progress(&self) -> Option<String> {
+        match self {
+            Event::Retry {
+                retry,
+                of,
+                attempt,
+                delay,
+                cause,
+                reason,
+            } => {
+                let what = match cause {
+                    RetryCause::Conflict => {
+                        let occ = ["OC000", "OC001"]
+                            .into_iter()
+                            .find(|code| reason.contains(code))
+                            .map_or(String::new(), |code| format!(", {code}"));
+                        format!("OCC conflict (SQLSTATE 40001{occ}): re-running the whole unit of work")
+                    }
+                    RetryCause::Waking => "the cluster is not accepting connections yet (waking up, or a connection limit): connecting again".to_string(),
+                };
+                Some(format!(
+                    "{what}, attempt {attempt} (retry {retry} of {of}) in {} ms",
+                    delay.as_millis()
+                ))
+            }
+            Event::Reconnect { attempt, .. } => Some(format!(
+                "connection lost (dropped or expired): re-running the whole unit of work on a fresh connection, attempt {attempt}"
+            )),
+            Event::RowsRead { rows } => Some(format!("{rows} rows read")),
+            Event::Progress { message, .. } => Some(message.clone()),
+            Event::Truncated { .. } => None,
+        }
+    }
 }
 
 /// Receives events; the MCP layer turns them into log notifications.
@@ -509,6 +580,7 @@ impl Executor {
         let deadline = Instant::now() + self.limits.timeout;
         let mut reconnected = false;
         let mut retries = 0;
+        let mut attempt = 1;
         loop {
             let result = self.attempt(work, ctl, deadline).await;
             let err = match result {
@@ -517,7 +589,9 @@ impl Executor {
             };
             if err.broken() && !reconnected && !matches!(err, ExecError::CommitUnknown(_)) {
                 reconnected = true;
+                attempt += 1;
                 ctl.observer.event(Event::Reconnect {
+                    attempt,
                     reason: err.to_string(),
                 });
                 continue;
@@ -528,9 +602,17 @@ impl Executor {
                 if Instant::now() + delay >= deadline {
                     return Err(err);
                 }
+                attempt += 1;
                 ctl.observer.event(Event::Retry {
-                    attempt: retries,
+                    retry: retries,
+                    of: self.retry.max_retries,
+                    attempt,
                     delay,
+                    cause: if err.is_conflict() {
+                        RetryCause::Conflict
+                    } else {
+                        RetryCause::Waking
+                    },
                     reason: err.to_string(),
                 });
                 tokio::select! {
@@ -1124,8 +1206,13 @@ async fn read_rows(
     let mut bytes = 0usize;
     let mut reserved_kib = 0usize;
     let mut truncated = None;
+    let mut read = 0u64;
     while let Some(row) = stream.next().await {
         let row = row?;
+        read += 1;
+        if read.is_multiple_of(ROWS_PER_PROGRESS) {
+            sink.observer.event(Event::RowsRead { rows: read });
+        }
         if columns.is_empty() {
             columns = columns_of(row.columns());
         }
@@ -1179,6 +1266,7 @@ async fn read_rows(
     if let Some(why) = &truncated {
         sink.observer.event(Event::Truncated {
             kept,
+            total: read,
             why: why.clone(),
         });
     }
@@ -1188,6 +1276,7 @@ async fn read_rows(
         rendered: render.map(|_| renderer.map(|r| r.rows).unwrap_or_default()),
         rows_affected: stream.rows_affected(),
         truncated,
+        rows_read: read,
     })
 }
 

@@ -269,7 +269,9 @@ impl DsqlServer {
     }
 }
 
-/// Turns executor events (retries, reconnects, truncation) into log notifications.
+/// Turns executor events into log notifications (retries, reconnects, truncation) and,
+/// when the request carried a `progressToken`, MCP progress notifications (`Event::progress`:
+/// retries, reconnects, every 10,000 rows read, job waits and batches).
 struct Notifier {
     server: DsqlServer,
     peer: Peer<RoleServer>,
@@ -278,9 +280,10 @@ struct Notifier {
     /// Progress goes through one task per call, in order: progress must increase, and one
     /// spawned task per event could overtake another.
     progress: Option<tokio::sync::mpsc::UnboundedSender<ProgressNotificationParam>>,
-    /// The last progress value sent: a call that waits more than once (a migration's batches,
-    /// then its jobs) numbers its steps afresh each time, and progress must still increase.
-    last_progress: std::sync::atomic::AtomicU64,
+    /// The task that sends them; awaited before the response (`finish`).
+    sending: Option<tokio::task::JoinHandle<()>>,
+    /// Progress notifications sent so far: the next one's progress value is one more.
+    sent: std::sync::Mutex<u64>,
 }
 
 impl Notifier {
@@ -289,67 +292,84 @@ impl Notifier {
         peer: Peer<RoleServer>,
         progress_token: Option<ProgressToken>,
     ) -> Notifier {
-        let progress = progress_token.as_ref().map(|_| {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
-            let peer = peer.clone();
-            // Ends when the call's Notifier (the only sender) is dropped.
-            tokio::spawn(async move {
-                while let Some(param) = rx.recv().await {
-                    if let Err(e) = peer.notify_progress(param).await {
-                        tracing::debug!("could not send a progress notification: {e}");
+        let (progress, sending) = match &progress_token {
+            None => (None, None),
+            Some(_) => {
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+                let peer = peer.clone();
+                // Ends when the call's Notifier (the only sender) is dropped.
+                let task = tokio::spawn(async move {
+                    while let Some(param) = rx.recv().await {
+                        if let Err(e) = peer.notify_progress(param).await {
+                            tracing::debug!("could not send a progress notification: {e}");
+                        }
                     }
-                }
-            });
-            tx
-        });
+                });
+                (Some(tx), Some(task))
+            }
+        };
         Notifier {
             server,
             peer,
             progress_token,
             progress,
-            last_progress: std::sync::atomic::AtomicU64::new(0),
+            sending,
+            sent: std::sync::Mutex::new(0),
+        }
+    }
+
+    /// Waits until the call's progress notifications have gone out: MCP wants none after
+    /// the response, and a queued one could otherwise overtake it.
+    async fn finish(self) {
+        let Notifier {
+            progress, sending, ..
+        } = self;
+        drop(progress);
+        if let Some(task) = sending {
+            let _ = task.await;
         }
     }
 }
 
 impl Observer for Notifier {
     fn event(&self, event: Event) {
-        if let Event::Progress { step, message } = event {
-            if let (Some(token), Some(tx)) = (&self.progress_token, &self.progress) {
-                use std::sync::atomic::Ordering;
-                let before = self
-                    .last_progress
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
-                        Some(step.max(last + 1))
-                    })
-                    .unwrap_or(0);
-                let value = step.max(before + 1);
-                let param = ProgressNotificationParam::new(token.clone(), value as f64)
+        if let (Some(token), Some(tx)) = (&self.progress_token, &self.progress)
+            && let Some(message) = event.progress()
+        {
+            // Numbered and queued under one lock, so the values strictly increase whichever
+            // events they come from (a job wait's polls, a retry inside one of them, rows).
+            if let Ok(mut sent) = self.sent.lock() {
+                *sent += 1;
+                let param = ProgressNotificationParam::new(token.clone(), *sent as f64)
                     .with_message(message);
                 // The receiver lives as long as this sender; a send cannot fail before.
                 let _ = tx.send(param);
             }
-            return;
         }
         let (level, text) = match &event {
             Event::Retry {
-                attempt,
+                retry,
                 delay,
                 reason,
+                ..
             } => (
                 LoggingLevel::Warning,
                 format!(
-                    "retrying the whole unit of work (retry {attempt}, after {delay:?}): {reason}"
+                    "retrying the whole unit of work (retry {retry}, after {delay:?}): {reason}"
                 ),
             ),
-            Event::Reconnect { reason } => (
+            Event::Reconnect { reason, .. } => (
                 LoggingLevel::Warning,
                 format!(
                     "connection lost; re-running the whole unit on a fresh connection: {reason}"
                 ),
             ),
-            Event::Truncated { kept, why } => (LoggingLevel::Notice, truncation_note(*kept, why)),
-            Event::Progress { .. } => return,
+            Event::Truncated { kept, total, why } => (
+                LoggingLevel::Notice,
+                truncation_note(*kept, Some(*total), why),
+            ),
+            Event::RowsRead { .. } | Event::Progress { .. } => return,
         };
         let text = capped(&text);
         tracing::info!("{text}");
@@ -404,9 +424,13 @@ pub fn shape(
 ) -> CallToolResult {
     let pretty = |v: &dyn ErasedJson| v.render(format);
     match output {
-        Output::Rows { rows, truncated } => {
+        Output::Rows {
+            rows,
+            truncated,
+            total_rows,
+        } => {
             let kept = rows.count;
-            let note = truncated.map(|why| truncation_note(kept, &why));
+            let note = truncated.map(|why| truncation_note(kept, Some(total_rows), &why));
             let (mut content, result) = match splices {
                 Some(splices) if kept > 0 => {
                     let markers = splices.hold(rows);
@@ -424,6 +448,7 @@ pub fn shape(
             if let Some(note) = note {
                 content.push(ContentBlock::text(note.clone()));
                 structured["truncated"] = Value::Bool(true);
+                structured["totalRows"] = Value::from(total_rows);
                 structured["note"] = Value::String(note);
             }
             let mut result = CallToolResult::success(content);
@@ -594,6 +619,8 @@ impl ServerHandler for DsqlServer {
                 CallToolResult::error(vec![ContentBlock::text(text)])
             }
         };
+        drop(ctl);
+        observer.finish().await;
         Ok(result.into())
     }
 

@@ -738,6 +738,7 @@ mod tests {
                 Output::Rows {
                     rows: rows(),
                     truncated: truncated.clone(),
+                    total_rows: 5,
                 },
                 Some(&door.splices()),
                 crate::config::TextFormat::Pretty,
@@ -746,6 +747,7 @@ mod tests {
                 Output::Rows {
                     rows: rows(),
                     truncated: truncated.clone(),
+                    total_rows: 5,
                 },
                 None,
                 crate::config::TextFormat::Pretty,

@@ -456,3 +456,76 @@ async fn describe_table_takes_schema_dot_table() {
         )
     );
 }
+
+/// `dsql_lint` reports what `execute` refuses (issue 14), under the server's `--rules`, and
+/// its summary counts the fixes it applied.
+#[tokio::test]
+async fn dsql_lint_reports_what_execute_refuses_and_counts_its_fixes() {
+    let pg = common::shared();
+    let table = unique_name("lint_json");
+    let create = format!("CREATE TABLE {table} (id int PRIMARY KEY, doc json)");
+    let sql = format!("{create};\nBEGIN;\nCREATE INDEX {table}_i ON {table} (id);");
+    let rules = |v: &Value| -> Vec<(String, u64)> {
+        v["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["rule"].as_str().unwrap().to_owned(),
+                    d["line"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    let s = McpSession::for_cluster(pg, &["--allow-writes"]).await;
+    let r = s.call("dsql_lint", json!({"sql": sql, "fix": true})).await;
+    let v: Value = serde_json::from_str(&text(&r)).unwrap();
+    assert_eq!(
+        rules(&v),
+        [
+            ("index_async".to_owned(), 3),
+            ("json_type".to_owned(), 1),
+            ("transaction_control".to_owned(), 2)
+        ]
+    );
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 2, "warnings": 1, "fixed": 1})
+    );
+    assert_eq!(
+        v["fixed_sql"],
+        // dsql-lint's printer: one blank line between statements.
+        format!("{create};\n\nBEGIN;\n\nCREATE INDEX ASYNC {table}_i ON {table}(id);\n")
+    );
+    // `execute` refuses the same statement for the same rule, before any connection.
+    let r = s.call("execute", json!({"sql": create})).await;
+    let refused = err(&r);
+    assert!(
+        refused.starts_with(
+            "Error executing tool execute: DSQL rules refused the statement (1 problem):\n- json_type (line 1): JSON/JSONB column types are refused by this server's policy"
+        ),
+        "{refused}"
+    );
+    s.close().await;
+
+    // Under `--rules cluster` the JSON column is allowed, by both.
+    let s = McpSession::for_cluster(pg, &["--allow-writes", "--rules", "cluster"]).await;
+    let r = s.call("dsql_lint", json!({"sql": sql})).await;
+    let v: Value = serde_json::from_str(&text(&r)).unwrap();
+    assert_eq!(
+        rules(&v),
+        [
+            ("index_async".to_owned(), 3),
+            ("transaction_control".to_owned(), 2)
+        ]
+    );
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 1, "warnings": 1, "fixed": 0})
+    );
+    let r = s.call("execute", json!({"sql": create})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    s.close().await;
+}

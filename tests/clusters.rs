@@ -527,6 +527,7 @@ async fn limits_are_per_cluster() {
         .await);
     assert_eq!(r["result"], json!([{"g": 1}, {"g": 2}]));
     assert_eq!(r["truncated"], true);
+    assert_eq!(r["totalRows"], 5);
     s.close().await;
 }
 

@@ -392,10 +392,11 @@ async fn concurrent_large_results_share_one_memory_budget() {
         assert!(kept <= 24, "{kept} rows of 1 MB kept under a 24 MB budget");
         if out["truncated"] == json!(true) {
             cut += 1;
+            assert_eq!(out["totalRows"], 30);
             assert_eq!(
                 out["note"],
                 json!(format!(
-                    "Result truncated: {kept} rows returned because the results of calls running at the same time hold the server's 24000000-byte result budget (--result-memory-bytes). Re-run it when fewer large results are in flight, or narrow it (LIMIT, fewer or shorter columns)."
+                    "Result truncated: {kept} of 30 rows returned because the results of calls running at the same time hold the server's 24000000-byte result budget (--result-memory-bytes). Re-run it when fewer large results are in flight, or narrow it (LIMIT, fewer or shorter columns)."
                 ))
             );
         } else {

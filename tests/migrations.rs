@@ -792,7 +792,7 @@ async fn a_migration_sends_increasing_progress_while_it_runs_batches_and_waits_f
     let job = done["steps"][1]["job_id"].as_str().unwrap().to_owned();
     // Notifications travel on their own task; let the last ones arrive.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let progress = s.progress();
+    let progress = s.all_progress();
     let messages: Vec<String> = progress
         .iter()
         .map(|p| p.message.clone().unwrap_or_default())

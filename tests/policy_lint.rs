@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use aurora_dsql_mcp_server::policy::lint;
+use aurora_dsql_mcp_server::policy::{
+    AllowedFunctions, RuleSet, check_rules, lint, lint_as_execute,
+};
 use serde_json::{Value, json};
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -72,9 +74,26 @@ fn fix_mode_returns_fixed_sql() {
     let fixed = v["fixed_sql"].as_str().unwrap();
     assert!(fixed.contains("CREATE INDEX ASYNC i ON t(a)"), "{fixed}");
     assert!(fixed.contains("TRUNCATE t"), "{fixed}");
+    // Two fixes were applied (ASYNC added, with a warning; ASC removed): `fixed` counts
+    // both, and the one with a warning is still a warning.
     assert_eq!(
         v["summary"],
-        json!({"errors": 1, "warnings": 1, "fixed": 1})
+        json!({"errors": 1, "warnings": 1, "fixed": 2})
+    );
+    // A text whose only finding is fixed with a warning: `fixed: 1`, not 0.
+    let v = lint("CREATE INDEX i ON t (a);", true);
+    assert_eq!(
+        v["fixed_sql"].as_str().unwrap().trim(),
+        "CREATE INDEX ASYNC i ON t(a);"
+    );
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 0, "warnings": 1, "fixed": 1})
+    );
+    // Lint mode applies nothing.
+    assert_eq!(
+        lint("CREATE INDEX i ON t (a);", false)["summary"],
+        json!({"errors": 0, "warnings": 1, "fixed": 0})
     );
     let v = lint("SELECT 1", true);
     assert_eq!(v["diagnostics"], json!([]));
@@ -204,4 +223,165 @@ fn a_transaction_block_is_never_split_between_chunks() {
         .map(|d| d["rule"].as_str().unwrap())
         .collect();
     assert!(rules.contains(&"multi_ddl_transaction"), "{rules:?}");
+}
+
+// What `execute` refuses, reported by the tool's lint (`lint_as_execute`) after dsql-lint's
+// own diagnostics, with the same rule checker and guard that `execute` runs.
+
+const POLICY_SWITCH: &str =
+    "start the server with `--rules cluster` (env DSQL_RULES=cluster) to allow it";
+
+fn as_execute(sql: &str, fix: bool, rules: RuleSet) -> Value {
+    lint_as_execute(sql, fix, rules, &AllowedFunctions::default())
+}
+
+fn unfixable(rule: &str, line: u64, message: &str, suggestion: &str, preview: &str) -> Value {
+    json!({
+        "rule": rule,
+        "line": line,
+        "message": message,
+        "suggestion": suggestion,
+        "fix_result": {"status": "unfixable"},
+        "statement_preview": preview,
+    })
+}
+
+#[test]
+fn json_columns_and_foreign_keys_are_reported_under_the_powers_rules_only() {
+    let sql = "CREATE TABLE orders (\n  id uuid PRIMARY KEY,\n  doc jsonb,\n  customer uuid REFERENCES customers (id)\n);";
+    let preview =
+        "CREATE TABLE orders ( id uuid PRIMARY KEY, doc jsonb, customer uuid REFERENCES c…";
+    assert_eq!(
+        as_execute(sql, false, RuleSet::Power),
+        json!({
+            "diagnostics": [
+                unfixable(
+                    "foreign_key",
+                    4,
+                    "FOREIGN KEY constraints are refused by this server's policy (the power's rule; the cluster itself accepts them): keep references between tables in the application layer.",
+                    &format!("Drop the REFERENCES / FOREIGN KEY clause and check the relationship in application code, or {POLICY_SWITCH}."),
+                    preview,
+                ),
+                unfixable(
+                    "json_type",
+                    3,
+                    "JSON/JSONB column types are refused by this server's policy (the power's rule; the cluster itself accepts them): store JSON as TEXT. Column: doc",
+                    &format!("Declare the column as TEXT and cast in queries (col::jsonb), or {POLICY_SWITCH}."),
+                    preview,
+                ),
+            ],
+            "fixed_sql": null,
+            "summary": {"errors": 2, "warnings": 0, "fixed": 0},
+        })
+    );
+    // The same as `execute` refuses it.
+    let refused = check_rules(&[sql], RuleSet::Power).unwrap_err().to_string();
+    assert!(
+        refused
+            .starts_with("DSQL rules refused the statement (2 problems):\n- foreign_key (line 4)"),
+        "{refused}"
+    );
+    // Under `--rules cluster` neither rule applies, to `execute` or to the lint.
+    assert_eq!(
+        as_execute(sql, false, RuleSet::Cluster),
+        json!({"diagnostics": [], "fixed_sql": null, "summary": {"errors": 0, "warnings": 0, "fixed": 0}})
+    );
+    assert!(check_rules(&[sql], RuleSet::Cluster).is_ok());
+    // `policy::lint` (migrations, the review prompt) stays dsql-lint's alone.
+    assert_eq!(lint(sql, false)["diagnostics"], json!([]));
+}
+
+#[test]
+fn transaction_control_is_reported_once_per_statement() {
+    let sql = "BEGIN;\nCREATE TABLE t (id int PRIMARY KEY);\nCOMMIT;\nSAVEPOINT s;\nROLLBACK;";
+    let v = as_execute(sql, false, RuleSet::Power);
+    let suggestion = "Drop it and send the statements in separate calls: execute commits each statement on its own, transact runs its list in one transaction (one DDL per transaction in DSQL).";
+    let control = |what: &str, line: u64| {
+        unfixable(
+            "transaction_control",
+            line,
+            &format!(
+                "Caller-supplied transaction control is not allowed: {what}. execute, transact and apply_migration run every call in a transaction of their own."
+            ),
+            suggestion,
+            what,
+        )
+    };
+    assert_eq!(
+        v,
+        json!({
+            "diagnostics": [
+                // dsql-lint's own finding; not reported a second time.
+                {
+                    "rule": "unsupported_savepoint",
+                    "line": 4,
+                    "message": "SAVEPOINT is not supported in DSQL.",
+                    "suggestion": "Restructure logic to use separate transactions instead of partial rollbacks.",
+                    "fix_result": {"status": "unfixable"},
+                    "statement_preview": "SAVEPOINT s;",
+                },
+                control("BEGIN", 1),
+                control("COMMIT", 3),
+                control("ROLLBACK", 5),
+            ],
+            "fixed_sql": null,
+            "summary": {"errors": 4, "warnings": 0, "fixed": 0},
+        })
+    );
+    // In fix mode the text is left alone there, and the count of fixes stays honest.
+    let v = as_execute("CREATE INDEX i ON t (a);\nBEGIN;", true, RuleSet::Power);
+    assert_eq!(v["fixed_sql"], "CREATE INDEX ASYNC i ON t(a);\n\nBEGIN;\n");
+    assert_eq!(v["diagnostics"][1], control("BEGIN", 2));
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 1, "warnings": 1, "fixed": 1})
+    );
+}
+
+#[test]
+fn what_else_the_write_policy_refuses_is_reported_with_its_reason() {
+    let sql = "COPY t FROM STDIN;\nSELECT pg_read_file('/etc/passwd');\nINSERT INTO t VALUES ($1);\n\
+               ALTER TABLE t ADD COLUMN c int UNIQUE;\nCREATE TEMP TABLE tt (a int);";
+    let v = as_execute(sql, false, RuleSet::Cluster);
+    let suggestion = "Rewrite the statement without what the message names; this server's write policy does not send it to the cluster.";
+    let d = v["diagnostics"].as_array().unwrap();
+    // dsql-lint's temp_table first (the guard's refusal of the same statement is not
+    // repeated); a placeholder is not a finding.
+    assert_eq!(d.len(), 4, "{v}");
+    assert_eq!(d[0]["rule"], "temp_table");
+    assert_eq!(d[0]["line"], 5);
+    assert_eq!(
+        d[1],
+        unfixable(
+            "write_policy",
+            1,
+            "execute refuses this statement: COPY ... FROM STDIN / TO STDOUT needs a data stream that MCP tool calls do not carry: load rows with INSERT ... VALUES in batches of at most 3,000 rows, and read them with SELECT",
+            suggestion,
+            "COPY t FROM STDIN",
+        )
+    );
+    assert_eq!(
+        d[2],
+        unfixable(
+            "write_policy",
+            2,
+            "execute refuses this statement: Dangerous function call not allowed: pg_read_file (it reads the server's files or host details)",
+            suggestion,
+            "SELECT pg_read_file('/etc/passwd')",
+        )
+    );
+    assert_eq!(
+        d[3],
+        unfixable(
+            "add_column_constraint",
+            4,
+            "ADD COLUMN 'c' with an inline UNIQUE clause is not supported in DSQL (ALTER TABLE ADD COLUMN takes no constraints).",
+            "Add the column without it, backfill, then CREATE UNIQUE INDEX ASYNC on 'c' and ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX.",
+            "ALTER TABLE t ADD COLUMN c int UNIQUE",
+        )
+    );
+    assert_eq!(
+        v["summary"],
+        json!({"errors": 3, "warnings": 1, "fixed": 0})
+    );
 }

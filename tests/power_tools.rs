@@ -329,7 +329,8 @@ async fn query_says_when_a_result_was_truncated() {
             "rowCount": 2,
             "columns": [{"name": "n", "type": "integer"}],
             "truncated": true,
-            "note": "Result truncated: 2 rows returned because the result has more than 2 rows (--max-rows). \
+            "totalRows": 5,
+            "note": "Result truncated: 2 of 5 rows returned because the result has more than 2 rows (--max-rows). \
                      Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest."
         })
     );

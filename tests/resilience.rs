@@ -765,11 +765,11 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
             json!({"sql": "SELECT i FROM generate_series(1, 100) i"}),
         )
         .await;
-    let note = "Result truncated: 10 rows returned because the result has more than 10 rows (--max-rows). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.";
+    let note = "Result truncated: 10 of 100 rows returned because the result has more than 10 rows (--max-rows). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.";
     let ten: Vec<Value> = (1..=10).map(|i| json!({ "i": i })).collect();
     assert_eq!(
         structured(&r),
-        json!({"result": ten, "truncated": true, "note": note})
+        json!({"result": ten, "truncated": true, "totalRows": 100, "note": note})
     );
     assert_eq!(r.content.len(), 11, "ten rows, then the note");
     assert_eq!(r.content[10].as_text().unwrap().text, note);
@@ -790,6 +790,7 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
     let v = structured(&r);
     assert_eq!(v["rows"], json!(ten));
     assert_eq!(v["rowCount"], 10);
+    assert_eq!(v["totalRows"], 100);
     assert_eq!(v["truncated"], true);
     assert_eq!(v["note"], note);
 
@@ -811,11 +812,11 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
             json!({"sql": "SELECT i, repeat('x', 40) AS s FROM generate_series(1, 100) i"}),
         )
         .await;
-    let note = "Result truncated: 3 rows returned because the result is larger than 600 bytes (--max-result-bytes). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.";
+    let note = "Result truncated: 3 of 100 rows returned because the result is larger than 600 bytes (--max-result-bytes). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.";
     let x40 = "x".repeat(40);
     assert_eq!(
         structured(&r),
-        json!({"result": [{"i": 1, "s": x40}, {"i": 2, "s": x40}, {"i": 3, "s": x40}], "truncated": true, "note": note})
+        json!({"result": [{"i": 1, "s": x40}, {"i": 2, "s": x40}, {"i": 3, "s": x40}], "truncated": true, "totalRows": 100, "note": note})
     );
     let notice = s
         .wait_for_log(Duration::from_secs(5), |l| level(l) == "notice")
@@ -830,6 +831,7 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
         .await;
     let v = structured(&r);
     assert_eq!(v["rowCount"], 3);
+    assert_eq!(v["totalRows"], 100);
     assert_eq!(v["truncated"], true);
     assert_eq!(v["note"], note);
 
@@ -842,7 +844,7 @@ async fn results_past_max_rows_or_max_result_bytes_are_cut_and_say_so() {
         .await;
     assert_eq!(
         structured(&r),
-        json!({"result": [], "truncated": true, "note": "Result truncated: 0 rows returned because the result is larger than 600 bytes (--max-result-bytes) and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."})
+        json!({"result": [], "truncated": true, "totalRows": 1, "note": "Result truncated: 0 of 1 rows returned because the result is larger than 600 bytes (--max-result-bytes) and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."})
     );
 }
 
@@ -869,7 +871,8 @@ async fn returning_rows_past_max_rows_are_cut_and_the_execute_result_says_so() {
         structured(&r),
         json!({"command": "INSERT", "rowCount": 25,
                "truncated": true,
-               "note": "Result truncated: 10 rows returned because the result has more than 10 rows (--max-rows). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.",
+               "totalRows": 25,
+               "note": "Result truncated: 10 of 25 rows returned because the result has more than 10 rows (--max-rows). Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest.",
                "rows": ten})
     );
     // All 25 rows were written; only the RETURNING output was cut.

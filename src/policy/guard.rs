@@ -434,6 +434,16 @@ fn valid_dollar_tag(tag: &str) -> bool {
 }
 
 /// The highest `$n` placeholder in the statement (0 when there is none).
+/// The highest `$n` placeholder of `text` (0 if none, or if it cannot be read): the
+/// parameter count under which `check` judges a statement without its parameters
+/// (`dsql_lint`).
+pub(crate) fn placeholder_count(text: &str) -> usize {
+    tokenize(text)
+        .ok()
+        .and_then(|tokens| highest_placeholder(&tokens).ok())
+        .unwrap_or(0)
+}
+
 fn highest_placeholder(tokens: &[TokenWithSpan]) -> Result<usize, PolicyError> {
     let mut highest = 0usize;
     for t in significant(tokens) {
@@ -520,8 +530,12 @@ fn parse_error_finding(tokens: &[TokenWithSpan], e: &ParserError, access: Access
     }
 }
 
+/// How every refusal of caller transaction control starts (`dsql_lint` reports these
+/// under their own rule name).
+pub(crate) const TRANSACTION_CONTROL: &str = "Caller-supplied transaction control is not allowed";
+
 fn transaction_control(access: Access, what: &str) -> PolicyError {
-    let why = format!("Caller-supplied transaction control is not allowed: {what}");
+    let why = format!("{TRANSACTION_CONTROL}: {what}");
     match access {
         Access::ReadOnly => PolicyError::Bypass(why),
         Access::ReadWrite => PolicyError::Injection(why),
@@ -982,9 +996,7 @@ fn classify(
         | Statement::Rollback { .. }
         | Statement::Savepoint { .. }
         | Statement::ReleaseSavepoint { .. } => {
-            f.bypass(format!(
-                "Caller-supplied transaction control is not allowed: {command}"
-            ));
+            f.bypass(format!("{TRANSACTION_CONTROL}: {command}"));
             StatementKind::Other
         }
         Statement::Call(func) if is_wait_for_job(func) => {

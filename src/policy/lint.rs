@@ -11,7 +11,16 @@
 use dsql_lint::{Diagnostic, FixResult};
 use serde_json::{Value, json};
 
-use super::{guard, scan};
+use super::{Access, AllowedFunctions, Placeholders, PolicyError, RuleSet};
+use super::{guard, rules, scan};
+
+/// What `execute` refuses beyond dsql-lint's rules, for `dsql_lint` to report too: the
+/// server's rule set and the functions `--allow-function` adds.
+#[derive(Clone, Copy)]
+pub(crate) struct WritePolicy<'a> {
+    pub rules: RuleSet,
+    pub allowed: &'a AllowedFunctions,
+}
 
 /// Lines longer than this are broken before dsql-lint sees them.
 pub(crate) const MAX_LINE: usize = 1000;
@@ -35,18 +44,20 @@ const CHUNK_TOKENS: usize = 20_000;
 /// Diagnostics listed in one result; the summary still counts them all.
 const MAX_DIAGNOSTICS: usize = 1_000;
 
-pub(crate) fn lint(sql: &str, fix: bool) -> Value {
+/// dsql-lint's diagnostics, plus with `policy` what the write policy refuses that
+/// dsql-lint does not flag (`policy_diagnostics`).
+pub(crate) fn lint(sql: &str, fix: bool, policy: Option<WritePolicy<'_>>) -> Value {
     if sql.trim().is_empty() {
         return result(Vec::new(), None, (0, 0, 0));
     }
     if scan::measure(sql).is_ok_and(|m| m.tokens > CHUNK_TOKENS) {
-        return lint_in_chunks(sql, fix);
+        return lint_in_chunks(sql, fix, policy);
     }
-    lint_whole(sql, fix)
+    lint_whole(sql, fix, policy)
 }
 
 /// dsql-lint over the whole text at once.
-fn lint_whole(sql: &str, fix: bool) -> Value {
+fn lint_whole(sql: &str, fix: bool, policy: Option<WritePolicy<'_>>) -> Value {
     // Long lines are broken at token boundaries first (see `scan::reflow`);
     // diagnostics are mapped back to the caller's line numbers.
     let (text, lines) = match scan::reflow(sql, MAX_LINE) {
@@ -73,21 +84,110 @@ fn lint_whole(sql: &str, fix: bool) -> Value {
     for d in &mut diagnostics {
         d.line = original_line(&lines, d.line);
     }
+    // `fixed` counts every fix applied, a fix with a warning too (dsql-lint's CLI counts
+    // those only as warnings, so its summary said `fixed: 0` over a rewritten text).
     let mut counts = (0, 0, 0);
     for d in &diagnostics {
         match (&d.fix_result, fix) {
             (FixResult::Unfixable, _) => counts.0 += 1,
-            (FixResult::FixedWithWarning(_), _) => counts.1 += 1,
+            (FixResult::FixedWithWarning(_), true) => {
+                counts.1 += 1;
+                counts.2 += 1;
+            }
+            (FixResult::FixedWithWarning(_), false) => counts.1 += 1,
             (FixResult::Fixed(_), true) => counts.2 += 1,
             (FixResult::Fixed(_), false) => {}
         }
     }
-    let diagnostics = diagnostics.iter().map(diagnostic_json).collect();
-    result(diagnostics, fixed_sql, counts)
+    let mut listed: Vec<Value> = diagnostics.iter().map(diagnostic_json).collect();
+    if let Some(policy) = policy {
+        let refused = policy_diagnostics(sql, &diagnostics, policy);
+        counts.0 += refused.len();
+        listed.extend(refused);
+    }
+    result(listed, fixed_sql, counts)
+}
+
+/// What `execute` refuses in `sql` that dsql-lint did not report, one diagnostic each
+/// (unfixable), after dsql-lint's: per statement, the guard's write-mode verdict unless
+/// dsql-lint already reported that statement (caller transaction control as
+/// `transaction_control`, any other refusal as `write_policy`) and the rule checker's own rules
+/// (`rules::own_rules`: `foreign_key`, `json_type`, `add_column_constraint`,
+/// `transaction_row_limit`) that dsql-lint did not report under the same name. Each
+/// statement is judged alone, as one `execute` call would be.
+fn policy_diagnostics(sql: &str, found: &[Diagnostic], policy: WritePolicy<'_>) -> Vec<Value> {
+    let Ok(pieces) = scan::split(sql) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let linted: Vec<String> = found
+            .iter()
+            .filter(|d| d.line == piece.line)
+            .map(|d| rules::rule_name(&d.rule))
+            .collect();
+        let mut problems = Vec::new();
+        let params = guard::placeholder_count(&piece.sql);
+        let verdict = guard::check(
+            &piece.sql,
+            Some(params),
+            Placeholders::Numbered,
+            Access::ReadWrite,
+            policy.allowed,
+        );
+        // A statement dsql-lint already reported (SAVEPOINT, a temporary table, a parse
+        // error) is not reported twice.
+        if let Err(
+            PolicyError::Injection(why)
+            | PolicyError::Bypass(why)
+            | PolicyError::WriteNotAllowed(why),
+        ) = verdict
+            && linted.is_empty()
+        {
+            if why.starts_with(guard::TRANSACTION_CONTROL) {
+                problems.push(rules::Problem {
+                    statement: i + 1,
+                    rule: "transaction_control".into(),
+                    line: 1,
+                    message: format!(
+                        "{why}. execute, transact and apply_migration run every call in a transaction of their own."
+                    ),
+                    suggestion: "Drop it and send the statements in separate calls: execute commits each statement on its own, transact runs its list in one transaction (one DDL per transaction in DSQL).".into(),
+                });
+            } else {
+                problems.push(rules::Problem {
+                    statement: i + 1,
+                    rule: "write_policy".into(),
+                    line: 1,
+                    message: format!("execute refuses this statement: {why}"),
+                    suggestion: "Rewrite the statement without what the message names; this server's write policy does not send it to the cluster.".into(),
+                });
+            }
+        }
+        if let Ok(statements) = guard::parse_text(&piece.sql) {
+            for stmt in &statements {
+                rules::own_rules(stmt, &piece.sql, i + 1, policy.rules, &mut problems);
+            }
+        }
+        for p in problems {
+            if linted.contains(&p.rule) {
+                continue;
+            }
+            out.push(json!({
+                "rule": p.rule,
+                "line": piece.line + p.line - 1,
+                "message": p.message,
+                "suggestion": p.suggestion,
+                "fix_result": {"status": "unfixable"},
+                "statement_preview": preview(&piece.sql),
+            }));
+        }
+    }
+    out
 }
 
 /// `lint` over a large input: one chunk at a time, diagnostics and fixed text joined.
-fn lint_in_chunks(sql: &str, fix: bool) -> Value {
+fn lint_in_chunks(sql: &str, fix: bool, policy: Option<WritePolicy<'_>>) -> Value {
     let mut diagnostics = Vec::new();
     let mut listed = 0usize;
     let mut counts = (0, 0, 0);
@@ -100,7 +200,7 @@ fn lint_in_chunks(sql: &str, fix: bool) -> Value {
             continue;
         }
         let first_line = 1 + sql[..start].bytes().filter(|&b| b == b'\n').count();
-        let v = lint_whole(chunk, fix);
+        let v = lint_whole(chunk, fix, policy);
         if let (Some(out), Some(piece)) = (fixed.as_mut(), v["fixed_sql"].as_str()) {
             if !out.is_empty() && !out.ends_with('\n') {
                 out.push('\n');

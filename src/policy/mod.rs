@@ -289,8 +289,36 @@ pub fn check_rules(statements: &[&str], rules: RuleSet) -> Result<(), RuleViolat
 /// "fixed_sql": null unless fix, "summary": {errors, warnings, fixed}}`.
 /// (The 1,000,000-character limit is the tool layer's.)
 pub fn lint(sql: &str, fix: bool) -> serde_json::Value {
+    lint_checked(sql, fix, None)
+}
+
+/// `lint`, plus every statement `execute` would refuse under `rules` and `allowed` that
+/// dsql-lint does not flag (caller transaction control, the power's rules, the guard's
+/// write-mode refusals), each as an unfixable diagnostic after dsql-lint's: the
+/// `dsql_lint` tool.
+pub fn lint_as_execute(
+    sql: &str,
+    fix: bool,
+    rules: RuleSet,
+    allowed: &AllowedFunctions,
+) -> serde_json::Value {
+    lint_checked(sql, fix, Some((rules, allowed.clone())))
+}
+
+fn lint_checked(
+    sql: &str,
+    fix: bool,
+    policy: Option<(RuleSet, AllowedFunctions)>,
+) -> serde_json::Value {
     let owned = sql.to_owned();
-    on_big_stack(move || lint::lint(&owned, fix)).unwrap_or_else(|| {
+    on_big_stack(move || {
+        let policy = policy.as_ref().map(|(rules, allowed)| lint::WritePolicy {
+            rules: *rules,
+            allowed,
+        });
+        lint::lint(&owned, fix, policy)
+    })
+    .unwrap_or_else(|| {
         serde_json::json!({
             "diagnostics": [{
                 "rule": "parse_error",

@@ -106,32 +106,13 @@ pub(crate) fn problems(statements: &[&str], rules: RuleSet) -> Vec<Problem> {
             });
         }
         for stmt in &statements {
-            if let Some(p) = add_column_constraint(stmt, n, &out) {
-                out.push(p);
-            }
+            own_rules(stmt, text, n, rules, &mut out);
             if guard::is_ddl(stmt) {
                 ddl += 1;
             } else if guard::is_dml(stmt) {
                 dml += 1;
             }
-            let r = literal_rows(stmt);
-            rows += r;
-            if r > MAX_ROWS {
-                out.push(Problem {
-                    statement: n,
-                    rule: "transaction_row_limit".into(),
-                    line: 1,
-                    message: format!(
-                        "INSERT ... VALUES has {r} rows; DSQL modifies at most {MAX_ROWS} rows in one transaction."
-                    ),
-                    suggestion: format!(
-                        "Split the rows into batches of at most {MAX_ROWS} (500 to 1,000 is a good size), one transaction each."
-                    ),
-                });
-            }
-            if rules == RuleSet::Power {
-                policy_rules(stmt, text, n, &mut out);
-            }
+            rows += literal_rows(stmt);
         }
     }
     if rows > MAX_ROWS && !out.iter().any(|p| p.rule == "transaction_row_limit") {
@@ -171,6 +152,40 @@ pub(crate) fn problems(statements: &[&str], rules: RuleSet) -> Vec<Problem> {
         });
     }
     out
+}
+
+/// The rules of one statement that are ours, not dsql-lint's: an inline constraint on
+/// `ADD COLUMN`, more than 3,000 literal rows, and (`RuleSet::Power`) the power's policy
+/// rules. `text` is the statement's text, `n` its position (for `Problem::statement`).
+/// Shared by the rule checker and `dsql_lint` (`lint::policy_diagnostics`), so the tool
+/// reports exactly what `execute` refuses.
+pub(crate) fn own_rules(
+    stmt: &Statement,
+    text: &str,
+    n: usize,
+    rules: RuleSet,
+    out: &mut Vec<Problem>,
+) {
+    if let Some(p) = add_column_constraint(stmt, n, out) {
+        out.push(p);
+    }
+    let r = literal_rows(stmt);
+    if r > MAX_ROWS {
+        out.push(Problem {
+            statement: n,
+            rule: "transaction_row_limit".into(),
+            line: 1,
+            message: format!(
+                "INSERT ... VALUES has {r} rows; DSQL modifies at most {MAX_ROWS} rows in one transaction."
+            ),
+            suggestion: format!(
+                "Split the rows into batches of at most {MAX_ROWS} (500 to 1,000 is a good size), one transaction each."
+            ),
+        });
+    }
+    if rules == RuleSet::Power {
+        policy_rules(stmt, text, n, out);
+    }
 }
 
 /// `ALTER TABLE ... ADD COLUMN` with an inline CHECK, UNIQUE, PRIMARY KEY or generated

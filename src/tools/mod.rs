@@ -45,6 +45,9 @@ pub enum Output {
     Rows {
         rows: RenderedRows,
         truncated: Option<Truncation>,
+        /// Rows in the whole result, kept or not (`Outcome::rows_read`): a cut answer says
+        /// it as `totalRows`.
+        total_rows: u64,
     },
     /// One pretty-JSON text and no structured content (`dsql_lint`, documentation tools).
     Text(Value),
@@ -168,7 +171,7 @@ impl Toolbox {
         if !DATABASE_TOOLS.contains(&name) {
             let tb = &Call::new(self, caller, None);
             return Some(match name {
-                "dsql_lint" => lint::dsql_lint(args),
+                "dsql_lint" => lint::dsql_lint(args, &self.config),
                 "dsql_search_documentation" => knowledge::search_documentation(tb, args, ctl).await,
                 "dsql_read_documentation" => knowledge::read_documentation(tb, args, ctl).await,
                 "dsql_recommend" => knowledge::recommend(tb, args, ctl).await,
@@ -659,22 +662,27 @@ impl Toolbox {
     }
 }
 
-/// What an agent reads when a result was cut.
-pub fn truncation_note(kept: usize, why: &Truncation) -> String {
+/// What an agent reads when a result was cut: `kept` rows returned, of `total` when the
+/// whole result's row count is known (the executor reads a cut result to its end anyway).
+pub fn truncation_note(kept: usize, total: Option<u64>, why: &Truncation) -> String {
+    let returned = match total {
+        Some(total) => format!("{kept} of {total} rows returned"),
+        None => format!("{kept} rows returned"),
+    };
     if let Truncation::Budget(_) = why {
         // Other calls' results hold the memory: the same call may fit when they are done.
         return format!(
-            "Result truncated: {kept} rows returned because {why}. Re-run it when fewer large results are in flight, or narrow it (LIMIT, fewer or shorter columns)."
+            "Result truncated: {returned} because {why}. Re-run it when fewer large results are in flight, or narrow it (LIMIT, fewer or shorter columns)."
         );
     }
     if kept == 0 {
         // The first row alone is over --max-result-bytes: paging cannot help, narrowing can.
         return format!(
-            "Result truncated: 0 rows returned because {why} and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."
+            "Result truncated: {returned} because {why} and its first row alone exceeds that. Select fewer columns or shorter values (e.g. left(column, 1000))."
         );
     }
     format!(
-        "Result truncated: {kept} rows returned because {why}. Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest."
+        "Result truncated: {returned} because {why}. Add LIMIT/OFFSET (or keyset pagination on the primary key) or a narrower WHERE to read the rest."
     )
 }
 

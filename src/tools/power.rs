@@ -122,7 +122,12 @@ pub async fn execute(tb: &Call<'_>, args: &Map<String, Value>, ctl: &Control<'_>
     // RETURNING rows are bounded like any result; say so when they were cut.
     if let Some(why) = &outcome.truncated {
         result["truncated"] = Value::Bool(true);
-        result["note"] = Value::String(super::truncation_note(outcome.rows.len(), why));
+        result["totalRows"] = Value::from(outcome.rows_read);
+        result["note"] = Value::String(super::truncation_note(
+            outcome.rows.len(),
+            Some(outcome.rows_read),
+            why,
+        ));
     }
     if !outcome.columns.is_empty() {
         result["rows"] = Value::Array(outcome.rows.into_iter().map(Value::Object).collect());
@@ -240,6 +245,7 @@ pub async fn describe_table(
 /// The `query` result: rows, their count, and the columns with their types.
 fn rows_json(outcome: Outcome) -> Value {
     let count = outcome.rows.len();
+    let total = outcome.rows_read;
     let mut out = json!({
         "rows": outcome.rows.into_iter().map(Value::Object).collect::<Vec<_>>(),
         "rowCount": count,
@@ -247,7 +253,8 @@ fn rows_json(outcome: Outcome) -> Value {
     });
     if let Some(why) = outcome.truncated {
         out["truncated"] = Value::Bool(true);
-        out["note"] = Value::String(super::truncation_note(count, &why));
+        out["totalRows"] = Value::from(total);
+        out["note"] = Value::String(super::truncation_note(count, Some(total), &why));
     }
     out
 }

@@ -200,6 +200,7 @@ fn rows(outcome: Outcome) -> Output {
     Output::Rows {
         rows: outcome.rendered.unwrap_or_default(),
         truncated: outcome.truncated,
+        total_rows: outcome.rows_read,
     }
 }
 

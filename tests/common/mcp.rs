@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    LoggingMessageNotificationParam, ProgressNotificationParam, Tool,
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+    ClientRequest, Implementation, LoggingMessageNotificationParam, ProgressNotificationParam,
+    ProgressToken, ServerResult, Tool,
 };
-use rmcp::service::{NotificationContext, RunningService};
+use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService};
 use rmcp::{ClientHandler, Peer, RoleClient, ServiceError, ServiceExt};
 use serde_json::Value;
 
@@ -235,8 +236,64 @@ impl McpSession {
 
     /// Every `notifications/progress` received so far, in order. rmcp's client puts a
     /// `progressToken` in the `_meta` of every request it sends, so every call may get some.
-    pub fn progress(&self) -> Vec<ProgressNotificationParam> {
+    pub fn all_progress(&self) -> Vec<ProgressNotificationParam> {
         self.recorder.progress()
+    }
+
+    /// `tools/call`, with the progress token rmcp's client puts in every request's `_meta`
+    /// (it sets one on each request, overriding any given), so the caller can pick out this
+    /// call's progress notifications ([`McpSession::progress`]). Panics like
+    /// [`McpSession::call`].
+    pub async fn call_tracked(&self, name: &str, args: Value) -> (CallToolResult, ProgressToken) {
+        let mut params = CallToolRequestParams::new(name.to_string());
+        if let Value::Object(map) = args {
+            params = params.with_arguments(map);
+        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = self
+            .client
+            .peer()
+            .send_request_with_option(request, PeerRequestOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("tools/call {name} could not be sent: {e:?}"));
+        let token = handle.progress_token.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, handle.await_response()).await {
+            Ok(Ok(ServerResult::CallToolResult(result))) => (result, token),
+            Ok(other) => panic!(
+                "tools/call {name}: unexpected answer {other:?}\nserver stderr:\n{}",
+                self.stderr()
+            ),
+            Err(_) => panic!(
+                "tools/call {name} timed out after {CALL_TIMEOUT:?}\nserver stderr:\n{}",
+                self.stderr()
+            ),
+        }
+    }
+
+    /// The progress notifications received for `token`, ordered by their progress value
+    /// (rmcp hands each notification to the handler in a task of its own, so they may be
+    /// recorded out of order; the wire order is tested over a raw process). Waits up to
+    /// 5 s for `at_least` of them, then 200 ms more for any that should not come.
+    pub async fn progress(
+        &self,
+        token: &ProgressToken,
+        at_least: usize,
+    ) -> Vec<ProgressNotificationParam> {
+        let mine = || -> Vec<ProgressNotificationParam> {
+            self.recorder
+                .progress()
+                .into_iter()
+                .filter(|p| &p.progress_token == token)
+                .collect()
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while mine().len() < at_least && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut all = mine();
+        all.sort_by(|a, b| a.progress.total_cmp(&b.progress));
+        all
     }
 
     /// All tools (`tools/list`, following pagination).
