@@ -749,6 +749,12 @@ async fn prompts_are_listed_and_rendered() {
         "the lint result is in the prompt: {text}"
     );
     assert!(text.contains("dsql_lint"));
+    // The review ends in the migration tools: a dry-run plan first, applied on approval.
+    assert!(
+        text.contains("Call `apply_migration` with a name for it (for example `0007_add_status`), the SQL, and `dry_run: true`"),
+        "{text}"
+    );
+    assert!(text.contains("`-- dsql:batched 1000`"), "{text}");
 
     let err = client
         .get_prompt(GetPromptRequestParams::new("migration-review"))

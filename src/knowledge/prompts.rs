@@ -3,8 +3,9 @@
 //! - `onboarding`: the power's "get started with DSQL" flow (check the configuration, look
 //!   at the tables, create a first table, insert and query, enable writes).
 //! - `migration-review` (argument `sql`): lint a migration for DSQL, explain each
-//!   diagnostic, propose the fixed SQL. The linter runs in-process, so its findings are
-//!   put into the prompt itself; the agent still re-lints its proposal with `dsql_lint`.
+//!   diagnostic, propose the fixed SQL, then plan it with `apply_migration` (`dry_run`) and
+//!   apply it when the user agrees. The linter runs in-process, so its findings are put into
+//!   the prompt itself; the agent still re-lints its proposal with `dsql_lint`.
 
 use rmcp::model::{GetPromptResult, Prompt, PromptArgument, PromptMessage, Role};
 use serde_json::{Map, Value};
@@ -142,8 +143,8 @@ needs writes: if `execute` answers that the server does not allow write operatio
 are enabled by adding `--allow-writes` to the server's arguments in the MCP configuration and restarting \
 it, and ask me whether I want that. Run one DDL statement per `execute` call.
 4. **Add an index the DSQL way.** If the table needs a secondary index, use `CREATE INDEX ASYNC`, which \
-returns a job id; wait for it with `execute` on `CALL sys.wait_for_job('<job_id>')` or poll `sys.jobs` with \
-`query`.
+returns a job id; wait for it with the `wait_for_job` tool (it polls `sys.jobs`, works on a read-only \
+server too, and says how the job ended), or see every job with `list_jobs`.
 5. **Insert and query.** Insert two or three rows with `execute`, passing values as `parameters` (`$1`, \
 `$2`, ...), never inside the SQL text. Read them back with `query`. Mention that a transaction can fail at \
 COMMIT with SQLSTATE 40001 under concurrency and should then be retried whole.
@@ -175,15 +176,22 @@ fn migration_review_text(sql: &str) -> String {
 1. For each diagnostic, in order: name its rule and line, explain in one or two sentences why Aurora DSQL \
 refuses or discourages the construct, and say what to do instead.
 2. Check what the linter cannot decide alone: one DDL statement per transaction and never DDL mixed with \
-DML; `CREATE INDEX ASYNC` for every index (then wait with `CALL sys.wait_for_job`); at most 3,000 modified \
+DML; `CREATE INDEX ASYNC` for every index (`apply_migration` waits for each job; on its own, wait with the `wait_for_job` tool); at most 3,000 modified \
 rows per transaction (backfill in batches); `ADD COLUMN` without inline constraints or defaults (add the \
 column, then `SET DEFAULT`, then backfill); no SERIAL (UUID keys, or identity columns and sequences with an \
 explicit CACHE), TRUNCATE, triggers, temporary tables or extensions; a column type change, `SET NOT NULL` \
 or a new primary key done by creating a new table, copying in batches and switching over.
-3. Propose the complete fixed migration as one SQL block, split into the transactions it must run in, in \
-order. Start from `fixed_sql` when the linter gave one, but do not trust it blindly.
+3. Propose the complete fixed migration as one SQL block, in the order it must run. Start from `fixed_sql` \
+when the linter gave one, but do not trust it blindly. Put `-- dsql:batched 1000` on the line before each \
+backfill `UPDATE` or `DELETE` that may touch more than 3,000 rows, and write its `WHERE` so the `SET` makes it \
+false for the rows it changes (for example `SET c = 0 WHERE c IS NULL`), or the batches would never end.
 4. Call `dsql_lint` on your proposed SQL and show that it reports no errors; if it does, fix them and \
 lint again.
+5. Call `apply_migration` with a name for it (for example `0007_add_status`), the SQL, and `dry_run: true`, \
+and show me the plan: each step, the transaction it runs in, the ASYNC jobs it will wait for and the \
+batched writes. Apply it (the same call without `dry_run`) only when I say so; it runs each DDL alone, waits \
+for every index and validation job, records each step in its history table, and resumes at the failed \
+step if it is run again after a fix. `list_migrations` shows what has been applied.
 
 The bundled guide `dsql://guides/development-guide` explains these rules in depth, when it is available."
     )
