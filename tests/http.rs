@@ -988,3 +988,34 @@ async fn a_token_bound_to_a_tenant_sees_only_its_rows() {
         json!([{"id": 1, "total": 0}, {"id": 2, "total": 20}, {"id": 3, "total": 0}])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_each_get_their_own_answer() {
+    let pg = shared();
+    let (_dir, tokens) = token_file(&format!(
+        "[[token]]\nname = \"a\"\nsha256 = \"{}\"\naccess = \"read\"\n[[token]]\nname = \"b\"\nsha256 = \"{}\"\naccess = \"read\"\n",
+        sha(READ),
+        sha(WRITE)
+    ));
+    let tokens_arg = tokens.display().to_string();
+    let server = HttpServer::start(&args(pg, &["--auth-tokens", &tokens_arg])).await;
+    let a = Arc::new(server.client(Era::Sessions, Some(READ)).await.unwrap());
+    let b = Arc::new(server.client(Era::Stateless, Some(WRITE)).await.unwrap());
+    // 24 calls at once over two clients of both eras, each asking for its own number.
+    let calls = (0..24).map(|i| {
+        let client = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tokio::spawn(async move {
+            let r = call(
+                &client,
+                "readonly_query",
+                json!({"sql": "SELECT %s::int AS i", "params": [i]}),
+            )
+            .await;
+            (i, structured(&r))
+        })
+    });
+    for handle in calls.collect::<Vec<_>>() {
+        let (i, got) = handle.await.unwrap();
+        assert_eq!(got, json!({"result": [{"i": i}]}));
+    }
+}
