@@ -498,15 +498,20 @@ impl DsqlServer {
             .with_instructions(instructions(&self.toolbox.clusters, caller))
     }
 
-    /// Runs one tool call under `--http-request-timeout` when there is one: past it the call
+    /// Runs one tool call under `--http-request-timeout` when there is one (not for
+    /// [`crate::tools::LONG_RUNNING_TOOLS`], which have bounds of their own): past it the call
     /// is cancelled (its statement cancelled on the server, its transaction rolled back, as
     /// for a client's cancellation) and answers with an error that says why.
     async fn within_deadline(
         &self,
+        tool: &str,
         call: impl std::future::Future<Output = Option<Result<Output, ToolError>>>,
         cancel: &CancellationToken,
     ) -> Option<Result<Output, ToolError>> {
-        let Some(deadline) = self.call_deadline else {
+        let deadline = self
+            .call_deadline
+            .filter(|_| !crate::tools::LONG_RUNNING_TOOLS.contains(&tool));
+        let Some(deadline) = deadline else {
             return call.await;
         };
         tokio::pin!(call);
@@ -590,7 +595,7 @@ impl ServerHandler for DsqlServer {
         let cancel = context.ct.child_token();
         let ctl = self.control(&cancel, &observer);
         let call = self.toolbox.call(name, &args, &caller, &ctl);
-        let Some(result) = self.within_deadline(call, &cancel).await else {
+        let Some(result) = self.within_deadline(name, call, &cancel).await else {
             return Err(McpError::invalid_params(
                 format!("Unknown tool: {name}"),
                 None,

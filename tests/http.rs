@@ -1019,3 +1019,40 @@ async fn concurrent_callers_each_get_their_own_answer() {
         assert_eq!(got, json!({"result": [{"i": i}]}));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_tools_are_bounded_by_their_own_limits_not_the_request_deadline() {
+    // The sandbox reports each ASYNC job `processing` for 4 s; the request deadline is 1 s.
+    let server = HttpServer::start(&[
+        "--local".to_owned(),
+        "--local-job-seconds".to_owned(),
+        "4".to_owned(),
+        "--allow-writes".to_owned(),
+        "--http-request-timeout".to_owned(),
+        "1".to_owned(),
+    ])
+    .await;
+    let client = server.client(Era::Stateless, None).await.unwrap();
+    let r = call(
+        &client,
+        "execute",
+        json!({"sql": "CREATE TABLE w (id int PRIMARY KEY, a int)"}),
+    )
+    .await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let r = call(
+        &client,
+        "execute",
+        json!({"sql": "CREATE INDEX ASYNC w_a ON w (a)"}),
+    )
+    .await;
+    let job_id = structured(&r)["rows"][0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = call(&client, "wait_for_job", json!({"job_id": job_id})).await;
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    let ended = structured(&r);
+    assert_eq!(ended["status"], "completed", "{ended}");
+    assert!(ended["waited_seconds"].as_f64().unwrap() > 1.0, "{ended}");
+}

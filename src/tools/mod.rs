@@ -92,6 +92,12 @@ pub const DATABASE_TOOLS: &[&str] = &[
     "execute_batched",
 ];
 
+/// The tools that wait by design, bounded by their own limits (`--job-timeout`, a wait's
+/// `timeout_seconds`, a batched write's progress) rather than a transport's per-request
+/// deadline: over HTTP a migration waiting for a 20-minute index build must not be cut at
+/// `--http-request-timeout`. The client can still cancel them.
+pub const LONG_RUNNING_TOOLS: &[&str] = &["wait_for_job", "apply_migration", "execute_batched"];
+
 /// The tools that need no cluster.
 pub const CLUSTERLESS_TOOLS: &[&str] = &[
     "dsql_search_documentation",
