@@ -66,7 +66,15 @@ optimistic concurrency).";
 /// own mode.
 pub fn instructions(clusters: &Clusters, caller: &Caller) -> String {
     if !clusters.several() {
-        return INSTRUCTIONS.to_owned();
+        return match clusters.resolve(None, caller) {
+            // An HTTP credential that may only read, on a server that allows writes.
+            Ok(Some(c)) if c.access_for(caller) != c.access => INSTRUCTIONS.replacen(
+                "when the server was started with --allow-writes (it is read-only otherwise)",
+                "when the credential may write (this one may only read)",
+                1,
+            ),
+            _ => INSTRUCTIONS.to_owned(),
+        };
     }
     let names: Vec<String> = clusters
         .visible(caller)

@@ -117,6 +117,11 @@ async fn bearer_tokens_gate_every_request_and_a_read_token_cannot_write() {
     // A read token, sessions era: reads work, a write is refused although the server allows
     // writes, and nothing is written.
     let reader = server.client(Era::Sessions, Some(READ)).await.unwrap();
+    let told = reader.peer_info().unwrap().instructions.clone().unwrap();
+    assert!(
+        told.contains("transact or execute to change data when the credential may write (this one may only read)"),
+        "{told}"
+    );
     let r = call(
         &reader,
         "readonly_query",
