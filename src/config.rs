@@ -643,16 +643,22 @@ fn validate_knowledge_url(url: &str) -> Result<String, ConfigError> {
     if host.is_empty() {
         return Err(ConfigError::KnowledgeMalformed(url.to_owned()));
     }
-    let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1")
-        || host.starts_with("127.")
-            && host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|ip| ip.is_loopback());
+    let loopback = is_loopback_host(host);
     match scheme.to_ascii_lowercase().as_str() {
         "https" => Ok(url.to_owned()),
         "http" if loopback => Ok(url.to_owned()),
         _ => Err(ConfigError::KnowledgeNotHttps(url.to_owned())),
     }
+}
+
+/// Whether a URL's host (without brackets) is this machine: `localhost`, 127.0.0.0/8 or
+/// `::1`. The one rule for every URL that may use plain http (the knowledge server, the
+/// OAuth issuer and its keys).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The host of `user@host:port` or `[v6]:port`.

@@ -32,10 +32,6 @@ fn token_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
-fn args(pg: &PgCluster, extra: &[&str]) -> Vec<String> {
-    cluster_args(pg, extra)
-}
-
 async fn call(
     client: &rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::ClientConfig>,
     tool: &str,
@@ -76,7 +72,7 @@ async fn bearer_tokens_gate_every_request_and_a_read_token_cannot_write() {
         sha(WRITE)
     ));
     let tokens_arg = tokens.display().to_string();
-    let mut server = HttpServer::start(&args(
+    let mut server = HttpServer::start(&cluster_args(
         &pg,
         &["--allow-writes", "--auth-tokens", &tokens_arg],
     ))
@@ -224,7 +220,7 @@ async fn host_origin_body_size_and_session_binding_are_enforced() {
         sha(WRITE)
     ));
     let tokens_arg = tokens.display().to_string();
-    let server = HttpServer::start(&args(
+    let server = HttpServer::start(&cluster_args(
         pg,
         &[
             "--auth-tokens",
@@ -393,7 +389,7 @@ async fn a_call_past_the_deadline_is_rolled_back_and_a_graceful_stop_lets_calls_
     let pg = shared();
     let t = unique_name("http_stop");
     let (db, locker) = locked_row(pg, &t).await;
-    let mut server = HttpServer::start(&args(
+    let mut server = HttpServer::start(&cluster_args(
         pg,
         &[
             "--allow-writes",
@@ -589,7 +585,7 @@ async fn oauth_access_tokens_are_verified_against_the_issuers_keys() {
     .await
     .unwrap();
     let issuer = Issuer::start().await;
-    let server = HttpServer::start(&args(
+    let server = HttpServer::start(&cluster_args(
         pg,
         &[
             "--allow-writes",
@@ -791,7 +787,7 @@ async fn the_official_python_sdk_client_reads_through_a_token() {
         sha(READ)
     ));
     let tokens_arg = tokens.display().to_string();
-    let server = HttpServer::start(&args(pg, &["--auth-tokens", &tokens_arg])).await;
+    let server = HttpServer::start(&cluster_args(pg, &["--auth-tokens", &tokens_arg])).await;
     let script = r#"
 import asyncio, json, sys
 from mcp import ClientSession
@@ -966,8 +962,11 @@ async fn a_token_bound_to_a_tenant_sees_only_its_rows() {
         sha(READ)
     ));
     let tokens_arg = tokens.display().to_string();
-    let server =
-        HttpServer::start(&args(pg, &["--allow-writes", "--auth-tokens", &tokens_arg])).await;
+    let server = HttpServer::start(&cluster_args(
+        pg,
+        &["--allow-writes", "--auth-tokens", &tokens_arg],
+    ))
+    .await;
     let sql = format!("SELECT id FROM {s}.orders ORDER BY id");
     let acme = server.client(Era::Stateless, Some(WRITE)).await.unwrap();
     let r = call(&acme, "query", json!({"sql": sql})).await;
@@ -1003,7 +1002,7 @@ async fn concurrent_callers_each_get_their_own_answer() {
         sha(WRITE)
     ));
     let tokens_arg = tokens.display().to_string();
-    let server = HttpServer::start(&args(pg, &["--auth-tokens", &tokens_arg])).await;
+    let server = HttpServer::start(&cluster_args(pg, &["--auth-tokens", &tokens_arg])).await;
     let a = Arc::new(server.client(Era::Sessions, Some(READ)).await.unwrap());
     let b = Arc::new(server.client(Era::Stateless, Some(WRITE)).await.unwrap());
     // 24 calls at once over two clients of both eras, each asking for its own number.

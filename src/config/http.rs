@@ -268,12 +268,9 @@ impl HttpArgs {
 fn check_url(flag: &str, url: &str, secure: bool) -> Result<(), ConfigError> {
     let parsed = url::Url::parse(url)
         .map_err(|e| ConfigError::Invalid(format!("{flag} {url:?} is not a URL: {e}")))?;
-    let loopback = match parsed.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
+    let loopback = parsed
+        .host_str()
+        .is_some_and(|h| super::is_loopback_host(h.trim_matches(['[', ']'])));
     match parsed.scheme() {
         "https" => Ok(()),
         "http" if !secure || loopback => Ok(()),

@@ -97,7 +97,7 @@ impl Verifier {
         let kid = header.kid.clone();
         let jwk = self.key(kid.as_deref()).await?;
         if let Some(declared) = jwk.common.key_algorithm
-            && format!("{declared:?}") != format!("{:?}", header.alg)
+            && declared != jsonwebtoken::jwk::KeyAlgorithm::from(header.alg)
         {
             return Err(Rejection::Invalid(
                 "the token's algorithm is not its key's".into(),
