@@ -275,6 +275,12 @@ pub enum RetryCause {
 /// A progress notification is sent every this many rows read from one result.
 pub const ROWS_PER_PROGRESS: u64 = 10_000;
 
+/// A result's reader lets the other tasks run after this many rows. Rows that have already
+/// arrived are read without ever waiting, and on stdio one thread runs every task
+/// (`main.rs`), so without this a large result would hold back the other calls, pings and
+/// cancellations until its last row.
+const ROWS_PER_YIELD: u64 = 1_000;
+
 impl Event {
     /// The message of the MCP progress notification this event becomes when the client
     /// asked for progress (`None`: a log notification only). The MCP layer numbers the
@@ -1212,6 +1218,9 @@ async fn read_rows(
         read += 1;
         if read.is_multiple_of(ROWS_PER_PROGRESS) {
             sink.observer.event(Event::RowsRead { rows: read });
+        }
+        if read.is_multiple_of(ROWS_PER_YIELD) {
+            tokio::task::yield_now().await;
         }
         if columns.is_empty() {
             columns = columns_of(row.columns());

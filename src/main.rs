@@ -12,7 +12,9 @@ use rmcp::ServiceExt;
 
 use aurora_dsql_mcp_server::check;
 use aurora_dsql_mcp_server::clusters::{self, Clusters};
-use aurora_dsql_mcp_server::config::{Args, Command, Config, Env, HttpConfig, Transport};
+use aurora_dsql_mcp_server::config::{
+    Args, Command, Config, Env, HttpConfig, Transport, TransportKind,
+};
 use aurora_dsql_mcp_server::connection::token::TokenMinter;
 use aurora_dsql_mcp_server::http;
 use aurora_dsql_mcp_server::sandbox::{self, Sandbox};
@@ -32,20 +34,54 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // apply_migration nests the runner, the batched writer and the SQL parser (deep in
-        // debug builds); tokio's 2 MiB worker stacks overflowed on it (tests/migrations.rs).
-        .thread_stack_size(8 << 20)
-        .build()
-    {
-        Ok(rt) => rt,
+    let http = args.http.transport == TransportKind::Http;
+    // Every thread that runs tasks has the policy's stack and says so, so the SQL policy
+    // runs on it directly rather than on a helper thread (`policy::on_big_stack`). The
+    // stacks are reserved address space; only the pages a deep statement touches are used.
+    let stack = aurora_dsql_mcp_server::policy::CHECK_STACK;
+    if http {
+        // A team server: calls from many clients, run on every core.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_stack_size(stack)
+            .on_thread_start(aurora_dsql_mcp_server::policy::big_stack_thread)
+            .build();
+        return match runtime {
+            Ok(rt) => rt.block_on(run(args)),
+            Err(e) => {
+                complain(format_args!("cannot start the async runtime: {e}"));
+                ExitCode::from(1)
+            }
+        };
+    }
+    // One client on stdio: one thread runs the front door, rmcp, the tools and the
+    // database connections. A call then crosses no thread (a multi-threaded runtime woke
+    // another worker at almost every hop of every call, and on a busy machine those
+    // wake-ups were most of a small call's time); the database works in parallel anyway.
+    let started = std::thread::Builder::new()
+        .name("dsql-mcp".into())
+        .stack_size(stack)
+        .spawn(move || {
+            aurora_dsql_mcp_server::policy::big_stack_thread();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(run(args)),
+                Err(e) => {
+                    complain(format_args!("cannot start the async runtime: {e}"));
+                    ExitCode::from(1)
+                }
+            }
+        });
+    match started.map(std::thread::JoinHandle::join) {
+        Ok(Ok(code)) => code,
+        Ok(Err(_)) => ExitCode::from(101),
         Err(e) => {
-            complain(format_args!("cannot start the async runtime: {e}"));
-            return ExitCode::from(1);
+            complain(format_args!("cannot start the server's thread: {e}"));
+            ExitCode::from(1)
         }
-    };
-    runtime.block_on(run(args))
+    }
 }
 
 async fn run(mut args: Args) -> ExitCode {

@@ -410,3 +410,33 @@ async fn concurrent_large_results_share_one_memory_budget() {
     // process itself; six unbounded results would need about 6 x 30 MB x 3.
     assert!(peak < before + 4 * 24 * 1024 + 64 * 1024, "VmHWM {peak} kB");
 }
+
+/// The deepest statements the policy lets through (the same ones
+/// `tests/policy_pathological.rs` checks in-process) are checked on the server's own
+/// thread, which is started with the policy's stack (`main.rs`), not on a helper: the
+/// server answers each and goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deepest_allowed_statements_are_checked_on_the_servers_own_thread() {
+    let pg = shared();
+    let s = McpSession::for_cluster(pg, &[]).await;
+    let sums = format!("SELECT {}1", "1+".repeat(9_999));
+    // Past the guard; PostgreSQL's own parser gives up on it.
+    let r = s.call("readonly_query", json!({"sql": sums})).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).contains("stack depth limit exceeded"),
+        "{}",
+        text(&r)
+    );
+    let casts = format!("SELECT 1{} AS one", "::int".repeat(6_600));
+    let r = s.call("readonly_query", json!({"sql": casts})).await;
+    assert_eq!(structured(&r), json!({"result": [{"one": 1}]}));
+    let unions = format!("SELECT 1{}", " UNION SELECT 1".repeat(6_600));
+    let r = s.call("dsql_lint", json!({"sql": unions})).await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let r = s
+        .call("readonly_query", json!({"sql": "SELECT 2 AS two"}))
+        .await;
+    assert_eq!(structured(&r), json!({"result": [{"two": 2}]}));
+    assert!(s.close().await.success());
+}

@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod pool;
+mod sdk_http;
 pub mod tls;
 pub mod token;
 

@@ -139,8 +139,12 @@ impl TokenMinter {
     pub async fn sdk_config(&self) -> &SdkConfig {
         self.sdk
             .get_or_init(|| async {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                    .region(Region::new(self.region.clone()));
+                let behavior = BehaviorVersion::latest();
+                let mut loader =
+                    aws_config::defaults(behavior).region(Region::new(self.region.clone()));
+                if let Some(client) = super::sdk_http::LazyRoots::default_client(behavior) {
+                    loader = loader.http_client(client);
+                }
                 if let Some(profile) = &self.profile {
                     loader = loader.profile_name(profile);
                 }

@@ -13,9 +13,9 @@
 //! temporary objects, roles and grants), `names` (refused session settings),
 //! `placeholders` (psycopg `%s` translation), `scan` (the lexical pre-pass that decodes
 //! `U&` escapes and measures the input before any parser runs), `lint` (the `dsql_lint`
-//! tool's JSON). Every entry point runs
-//! on long-lived helper threads with a large stack (`on_big_stack`), so no input can
-//! overflow the caller's stack; a panic there is reported as a refusal.
+//! tool's JSON). Every entry point runs with a large stack (`on_big_stack`: on the
+//! server's own threads, which are started with it, or else on long-lived helper threads),
+//! so no input can overflow the caller's stack; a panic there is reported as a refusal.
 
 use std::fmt;
 
@@ -184,14 +184,33 @@ pub fn scope_to_tenant(
 /// Stack for the parser, the tree walks and the tree's drop. The deepest tree
 /// the guard's token-run bound lets through needs under 16 MiB in a debug
 /// build (tests/policy_pathological.rs); only the pages touched are committed.
-const CHECK_STACK: usize = 64 * 1024 * 1024;
+pub const CHECK_STACK: usize = 64 * 1024 * 1024;
 
-/// Runs `f` on one of a few long-lived threads with `CHECK_STACK` bytes of stack, and
-/// waits for its result. `None` if no thread could start or `f` panicked (callers fail
-/// closed). The threads are started once: a new 64 MiB thread per call cost more than the
-/// check itself, on every tool call (measured by the benchmark).
+thread_local! {
+    /// Whether this thread was started with `CHECK_STACK` of stack ([`big_stack_thread`]).
+    static BIG_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Declares that the calling thread was started with at least [`CHECK_STACK`] bytes of
+/// stack, so the policy runs on it directly. The server's runtime threads call it as they
+/// start (`main.rs`); any other thread (a test's, a library user's) hands the work to the
+/// helper threads below.
+pub fn big_stack_thread() {
+    BIG_STACK.set(true);
+}
+
+/// Runs `f` with `CHECK_STACK` bytes of stack and returns its result; `None` if `f`
+/// panicked or no helper thread could start (callers fail closed). On a thread that has
+/// that stack (`big_stack_thread`) it runs right here. Otherwise it runs on one of a few
+/// long-lived helper threads and the caller waits: a new 64 MiB thread per call cost more
+/// than the check itself (measured by the benchmark), and the hand-over to a helper and
+/// back is two thread switches, which is why the server's own threads avoid it.
 fn on_big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     use std::sync::{Arc, Mutex, OnceLock, mpsc};
+    if BIG_STACK.get() {
+        // A panicking check loses only its own result, as on a helper thread.
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    }
     type Job = Box<dyn FnOnce() + Send>;
     static WORKERS: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
     let workers = WORKERS.get_or_init(|| {

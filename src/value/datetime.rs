@@ -43,8 +43,31 @@ fn write_date(out: &mut String, days: i64) -> bool {
     } else {
         (year, false)
     };
-    let _ = write!(out, "{year:04}-{month:02}-{day:02}");
+    push_padded(out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_padded(out, u64::from(month), 2);
+    out.push('-');
+    push_padded(out, u64::from(day), 2);
     bc
+}
+
+/// Writes `v` in decimal, zero-padded to at least `width` (≤ 20) digits. Every date and
+/// time value of a result goes through here, so it avoids `write!`'s formatting
+/// machinery, which cost more than the rest of a row's rendering together.
+fn push_padded(out: &mut String, mut v: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = start.min(digits.len() - width.min(digits.len()));
+    // ASCII digits only.
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// `HH:MM:SS` plus `.ffffff` with trailing zeros removed (none when whole).
@@ -52,16 +75,23 @@ fn write_time(out: &mut String, usecs: i64) {
     let hour = usecs / USECS_PER_HOUR;
     let min = (usecs % USECS_PER_HOUR) / USECS_PER_MINUTE;
     let sec = (usecs % USECS_PER_MINUTE) / USECS_PER_SEC;
-    let _ = write!(out, "{hour:02}:{min:02}:{sec:02}");
+    // 0 <= usecs <= one day: every part is non-negative.
+    push_padded(out, hour.unsigned_abs(), 2);
+    out.push(':');
+    push_padded(out, min.unsigned_abs(), 2);
+    out.push(':');
+    push_padded(out, sec.unsigned_abs(), 2);
     write_fraction(out, usecs % USECS_PER_SEC);
 }
 
 /// `.ffffff` without trailing zeros, nothing for zero. `frac` is 0..1_000_000.
 fn write_fraction(out: &mut String, frac: i64) {
     if frac != 0 {
-        let digits = format!("{frac:06}");
         out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+        let start = out.len();
+        push_padded(out, frac.unsigned_abs(), 6);
+        let kept = out.trim_end_matches('0').len().max(start);
+        out.truncate(kept);
     }
 }
 

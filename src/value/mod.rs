@@ -71,39 +71,122 @@ const MAX_DEPTH: usize = 32;
 /// Decodes one binary-format value of type `ty` into JSON (see the module's
 /// mapping table). Never panics; unknown types come back as `"\x<hex>"`.
 pub fn decode(ty: &Type, raw: &[u8]) -> Result<Value, DecodeError> {
-    decode_at(ty, raw, 0)
+    decode_at(ty, raw, 0).map(Cell::into_value)
 }
 
-fn decode_at(ty: &Type, raw: &[u8], depth: usize) -> Result<Value, DecodeError> {
+/// One decoded value on its way to JSON, before it is a [`Value`].
+///
+/// Why: the row tools write each value straight into their answer's bytes
+/// (`value::render`); a scalar held as a `Value` would cost an allocation per
+/// text cell and a tree walk per row for nothing. Text borrows the row's bytes.
+/// Whatever path a cell takes, it is written as serde_json writes the `Value`
+/// that [`Cell::into_value`] makes of it (the unit tests compare the two for
+/// every type).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    /// Always finite (non-finite floats are the strings `"NaN"`, `"Infinity"`).
+    Float(f64),
+    Text(&'a str),
+    String(String),
+    /// A nested document (json, arrays, records, composites, hstore).
+    Json(Value),
+}
+
+impl Cell<'_> {
+    pub fn into_value(self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Bool(b) => Value::Bool(b),
+            Cell::Int(i) => i.into(),
+            Cell::UInt(u) => u.into(),
+            Cell::Float(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
+            Cell::Text(s) => Value::String(s.to_owned()),
+            Cell::String(s) => Value::String(s),
+            Cell::Json(v) => v,
+        }
+    }
+
+    /// Appends the compact JSON text of the value to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // Writing into a Vec cannot fail.
+        let _ = match self {
+            Cell::Null => {
+                out.extend_from_slice(b"null");
+                Ok(())
+            }
+            Cell::Bool(true) => {
+                out.extend_from_slice(b"true");
+                Ok(())
+            }
+            Cell::Bool(false) => {
+                out.extend_from_slice(b"false");
+                Ok(())
+            }
+            Cell::Int(i) => serde_json::to_writer(&mut *out, i),
+            Cell::UInt(u) => serde_json::to_writer(&mut *out, u),
+            Cell::Float(f) => serde_json::to_writer(&mut *out, f),
+            Cell::Text(s) => serde_json::to_writer(&mut *out, s),
+            Cell::String(s) => serde_json::to_writer(&mut *out, s),
+            Cell::Json(v) => serde_json::to_writer(&mut *out, v),
+        };
+    }
+
+    /// The value when its pretty-printed text differs from its compact text: a
+    /// non-empty array or object.
+    pub fn nested(&self) -> Option<&Value> {
+        match self {
+            Cell::Json(v @ Value::Array(items)) if !items.is_empty() => Some(v),
+            Cell::Json(v @ Value::Object(map)) if !map.is_empty() => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> FromSql<'a> for Cell<'a> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, DecodeError> {
+        decode_at(ty, raw, 0)
+    }
+    fn from_sql_null(_: &Type) -> Result<Self, DecodeError> {
+        Ok(Cell::Null)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn decode_at<'a>(ty: &Type, raw: &'a [u8], depth: usize) -> Result<Cell<'a>, DecodeError> {
     if depth > MAX_DEPTH {
         return Ok(hex(raw));
     }
     // Built-in types first, by oid: user-defined types all have oids above
     // 16383, so they cannot collide with these.
-    let text = |raw: &[u8]| -> Result<Value, DecodeError> {
-        Ok(Value::String(
-            postgres_protocol::types::text_from_sql(raw)?.to_owned(),
-        ))
+    let text = |raw: &'a [u8]| -> Result<Cell<'a>, DecodeError> {
+        Ok(Cell::Text(postgres_protocol::types::text_from_sql(raw)?))
     };
-    let string = |s: String| Ok(Value::String(s));
+    let string = |s: String| Ok(Cell::String(s));
+    let int = |i: i64| Ok(Cell::Int(i));
     match ty.oid() {
-        16 => return Ok(Value::Bool(postgres_protocol::types::bool_from_sql(raw)?)),
+        16 => return Ok(Cell::Bool(postgres_protocol::types::bool_from_sql(raw)?)),
         17 => return Ok(hex(postgres_protocol::types::bytea_from_sql(raw))),
         18 => return string(pg_char(postgres_protocol::types::char_from_sql(raw)?)),
         // name, text, unknown, xml, bpchar, varchar, refcursor, cstring
         19 | 25 | 705 | 142 | 1042 | 1043 | 1790 | 2275 => return text(raw),
-        20 => return Ok(postgres_protocol::types::int8_from_sql(raw)?.into()),
-        21 => return Ok(postgres_protocol::types::int2_from_sql(raw)?.into()),
-        23 => return Ok(postgres_protocol::types::int4_from_sql(raw)?.into()),
+        20 => return int(postgres_protocol::types::int8_from_sql(raw)?),
+        21 => return int(postgres_protocol::types::int2_from_sql(raw)?.into()),
+        23 => return int(postgres_protocol::types::int4_from_sql(raw)?.into()),
         // oid, regproc, xid, cid, regprocedure, regoper, regoperator, regclass,
         // regtype, regconfig, regdictionary, regnamespace, regrole, regcollation
         26 | 24 | 28 | 29 | 2202 | 2203 | 2204 | 2205 | 2206 | 3734 | 3769 | 4089 | 4096 | 4191 => {
-            return Ok(postgres_protocol::types::oid_from_sql(raw)?.into());
+            return int(postgres_protocol::types::oid_from_sql(raw)?.into());
         }
         5069 => {
-            return Ok(postgres_protocol::types::int8_from_sql(raw)?
-                .cast_unsigned()
-                .into());
+            return Ok(Cell::UInt(
+                postgres_protocol::types::int8_from_sql(raw)?.cast_unsigned(),
+            ));
         }
         27 => return string(tid(raw)?),
         114 => return json(raw),
@@ -138,17 +221,17 @@ fn decode_at(ty: &Type, raw: &[u8], depth: usize) -> Result<Value, DecodeError> 
             let lsn = postgres_protocol::types::lsn_from_sql(raw)?;
             return string(format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF));
         }
-        2278 => return Ok(Value::Null),
-        2249 => return record(raw, depth),
+        2278 => return Ok(Cell::Null),
+        2249 => return record(raw, depth).map(Cell::Json),
         _ => {}
     }
     match ty.kind() {
-        Kind::Array(elem) => array(elem, raw, depth),
+        Kind::Array(elem) => array(elem, raw, depth).map(Cell::Json),
         Kind::Domain(base) => decode_at(base, raw, depth + 1),
         Kind::Enum(_) => text(raw),
-        Kind::Composite(fields) => composite(fields, raw, depth),
-        Kind::Range(sub) => range(sub, raw, depth).map(Value::String),
-        Kind::Multirange(sub) => multirange(sub, raw, depth).map(Value::String),
+        Kind::Composite(fields) => composite(fields, raw, depth).map(Cell::Json),
+        Kind::Range(sub) => range(sub, raw, depth).map(Cell::String),
+        Kind::Multirange(sub) => multirange(sub, raw, depth).map(Cell::String),
         _ => match ty.name() {
             "citext" => text(raw),
             // ltree and friends: a version byte (1), then the text.
@@ -156,10 +239,15 @@ fn decode_at(ty: &Type, raw: &[u8], depth: usize) -> Result<Value, DecodeError> 
                 Some((1, body)) => text(body),
                 _ => Ok(hex(raw)),
             },
-            "hstore" => hstore(raw).or_else(|_| Ok(hex(raw))),
+            "hstore" => Ok(hstore(raw).map_or_else(|_| hex(raw), Cell::Json)),
             _ => Ok(hex(raw)),
         },
     }
+}
+
+/// A nested element's value.
+fn element(ty: &Type, raw: &[u8], depth: usize) -> Result<Value, DecodeError> {
+    decode_at(ty, raw, depth).map(Cell::into_value)
 }
 
 /// One cell of a result row, decoded to JSON whatever its PostgreSQL type.
@@ -378,13 +466,13 @@ impl<'a> Reader<'a> {
 }
 
 /// `"\x"` followed by the bytes in lowercase hex (PostgreSQL's bytea output).
-fn hex(raw: &[u8]) -> Value {
+fn hex(raw: &[u8]) -> Cell<'static> {
     let mut s = String::with_capacity(2 + raw.len() * 2);
     s.push_str("\\x");
     for b in raw {
         let _ = write!(s, "{b:02x}");
     }
-    Value::String(s)
+    Cell::String(s)
 }
 
 /// `"char"` as PostgreSQL prints it: the byte, nothing for 0, `\ooo` when ≥ 128.
@@ -397,31 +485,32 @@ fn pg_char(c: i8) -> String {
     }
 }
 
-fn float8(v: f64) -> Value {
-    match Number::from_f64(v) {
-        Some(n) => Value::Number(n),
-        None if v.is_nan() => Value::String("NaN".to_owned()),
-        None if v > 0.0 => Value::String("Infinity".to_owned()),
-        None => Value::String("-Infinity".to_owned()),
+fn float8(v: f64) -> Cell<'static> {
+    if v.is_finite() {
+        Cell::Float(v)
+    } else if v.is_nan() {
+        Cell::Text("NaN")
+    } else if v > 0.0 {
+        Cell::Text("Infinity")
+    } else {
+        Cell::Text("-Infinity")
     }
 }
 
 /// `real` through its shortest decimal form, so `0.1::real` is `0.1`: the f64
 /// nearest that decimal prints with the same digits.
-fn float4(v: f32) -> Value {
+fn float4(v: f32) -> Cell<'static> {
     if !v.is_finite() {
         return float8(f64::from(v));
     }
     float8(v.to_string().parse::<f64>().unwrap_or(f64::from(v)))
 }
 
-fn json(raw: &[u8]) -> Result<Value, DecodeError> {
+fn json(raw: &[u8]) -> Result<Cell<'_>, DecodeError> {
     match serde_json::from_slice(raw) {
-        Ok(v) => Ok(v),
+        Ok(v) => Ok(Cell::Json(v)),
         // Valid for PostgreSQL but not for serde_json (e.g. 1e400): keep the text.
-        Err(_) => Ok(Value::String(
-            postgres_protocol::types::text_from_sql(raw)?.to_owned(),
-        )),
+        Err(_) => Ok(Cell::Text(postgres_protocol::types::text_from_sql(raw)?)),
     }
 }
 
@@ -504,7 +593,7 @@ fn array(elem: &Type, raw: &[u8], depth: usize) -> Result<Value, DecodeError> {
     for _ in 0..total {
         flat.push(match r.value()? {
             None => Value::Null,
-            Some(v) => decode_at(elem, v, depth + 1)?,
+            Some(v) => element(elem, v, depth + 1)?,
         });
     }
     r.finish("array")?;
@@ -548,8 +637,8 @@ fn record(raw: &[u8], depth: usize) -> Result<Value, DecodeError> {
         out.push(match value {
             None => Value::Null,
             Some(v) => match Type::from_oid(oid) {
-                Some(t) => decode_at(&t, v, depth + 1)?,
-                None => hex(v),
+                Some(t) => element(&t, v, depth + 1)?,
+                None => hex(v).into_value(),
             },
         });
     }
@@ -571,7 +660,7 @@ fn composite(
     for (field, (_, value)) in fields.iter().zip(values) {
         let v = match value {
             None => Value::Null,
-            Some(v) => decode_at(field.type_(), v, depth + 1)?,
+            Some(v) => element(field.type_(), v, depth + 1)?,
         };
         out.insert(field.name().to_owned(), v);
     }
@@ -612,7 +701,7 @@ fn range(sub: &Type, raw: &[u8], depth: usize) -> Result<String, DecodeError> {
             RangeBound::Unbounded => (None, false),
         };
         if let Some(v) = value {
-            let text = match decode_at(sub, v, depth + 1)? {
+            let text = match element(sub, v, depth + 1)? {
                 Value::String(s) => s,
                 Value::Null => String::new(),
                 other => other.to_string(),

@@ -7,7 +7,7 @@ use postgres_protocol::types as pt;
 use postgres_types::{Field, Kind, Type};
 use serde_json::{Value, json};
 
-use super::{TextParam, decode, type_name};
+use super::{Cell, TextParam, decode, type_name};
 
 fn enc(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -15,8 +15,23 @@ fn enc(f: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
     b.to_vec()
 }
 
+/// Decodes, and checks that the cell the row renderer writes from is written exactly as
+/// serde_json writes the decoded value (so every case below covers both paths).
 fn dec(ty: &Type, raw: &[u8]) -> Value {
-    decode(ty, raw).unwrap_or_else(|e| panic!("decode {ty}: {e}"))
+    let value = decode(ty, raw).unwrap_or_else(|e| panic!("decode {ty}: {e}"));
+    let cell = <Cell as postgres_types::FromSql>::from_sql(ty, raw).unwrap();
+    let mut written = Vec::new();
+    cell.write_json(&mut written);
+    assert_eq!(
+        String::from_utf8(written).unwrap(),
+        serde_json::to_string(&value).unwrap(),
+        "{ty}"
+    );
+    let pretty_differs =
+        serde_json::to_string_pretty(&value).unwrap() != serde_json::to_string(&value).unwrap();
+    assert_eq!(cell.nested().is_some(), pretty_differs, "{ty}");
+    assert_eq!(cell.into_value(), value, "{ty}");
+    value
 }
 
 /// Decodes and serialises, to check the exact JSON text.
