@@ -243,10 +243,12 @@ async fn serve(
         }
     };
     // `initialize` has been answered; now load what the first tool call would otherwise
-    // pay for: the AWS SDK configuration (profiles, the credential chain). Database TLS
+    // pay for: the SQL policy's catalog and the AWS SDK configuration (profiles, the
+    // credential chain; its HTTP client reads no trust roots, `sdk_http`). Database TLS
     // takes its randomness from the OS (`connection::tls::provider`), so there is no
     // generator to seed.
     tokio::spawn(async move {
+        aurora_dsql_mcp_server::policy::warm();
         for executor in warm {
             executor.pool().manager().minter().warm().await;
         }
@@ -309,6 +311,7 @@ async fn serve_http(
         }
     };
     tokio::spawn(async move {
+        aurora_dsql_mcp_server::policy::warm();
         for executor in warm {
             executor.pool().manager().minter().warm().await;
         }

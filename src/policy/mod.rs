@@ -132,6 +132,18 @@ pub fn check(
     check_with(sql, params, style, access, &AllowedFunctions::default())
 }
 
+/// Does once, ahead of the first tool call, what that call's check would otherwise pay
+/// for: building the function catalog and the parser's first run. The server calls it
+/// right after `initialize` (`main.rs`).
+pub fn warm() {
+    let _ = check(
+        "SELECT lower('a')",
+        None,
+        Placeholders::Psycopg,
+        Access::ReadOnly,
+    );
+}
+
 /// `check`, with the user's `--allow-function` names.
 pub fn check_with(
     sql: &str,
