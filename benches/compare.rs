@@ -432,7 +432,7 @@ impl Session {
     /// the answer parsed by rmcp's client.
     async fn timed_rows(&self, sql: &str, rows: usize) -> Res<Timed> {
         let started = Instant::now();
-        let result = call(&self.client.peer().clone(), sql).await?;
+        let result = call(self.client.peer(), sql).await?;
         let parsed = started.elapsed();
         let got = row_count(&result)?;
         if got != rows {

@@ -206,7 +206,8 @@ thread_local! {
 /// Declares that the calling thread was started with at least [`CHECK_STACK`] bytes of
 /// stack, so the policy runs on it directly. The server's runtime threads call it as they
 /// start (`main.rs`); any other thread (a test's, a library user's) hands the work to the
-/// helper threads below.
+/// helper threads below. Calling it on a thread with a smaller stack can only make a deep
+/// statement overflow that stack (the process aborts); it never makes a check accept.
 pub fn big_stack_thread() {
     BIG_STACK.set(true);
 }

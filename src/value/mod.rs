@@ -114,18 +114,8 @@ impl Cell<'_> {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail.
         let _ = match self {
-            Cell::Null => {
-                out.extend_from_slice(b"null");
-                Ok(())
-            }
-            Cell::Bool(true) => {
-                out.extend_from_slice(b"true");
-                Ok(())
-            }
-            Cell::Bool(false) => {
-                out.extend_from_slice(b"false");
-                Ok(())
-            }
+            Cell::Null => serde_json::to_writer(&mut *out, &()),
+            Cell::Bool(b) => serde_json::to_writer(&mut *out, b),
             Cell::Int(i) => serde_json::to_writer(&mut *out, i),
             Cell::UInt(u) => serde_json::to_writer(&mut *out, u),
             Cell::Float(f) => serde_json::to_writer(&mut *out, f),
@@ -250,29 +240,13 @@ fn element(ty: &Type, raw: &[u8], depth: usize) -> Result<Value, DecodeError> {
     decode_at(ty, raw, depth).map(Cell::into_value)
 }
 
-/// One cell of a result row, decoded to JSON whatever its PostgreSQL type.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonCell(pub Value);
-
-impl<'a> FromSql<'a> for JsonCell {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, DecodeError> {
-        decode(ty, raw).map(JsonCell)
-    }
-    fn from_sql_null(_: &Type) -> Result<Self, DecodeError> {
-        Ok(JsonCell(Value::Null))
-    }
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-}
-
 /// Converts a row to a JSON object, keys in column order; a repeated column name
 /// keeps its first position and takes the last value (as the reference does).
 pub fn row_to_object(row: &Row) -> Result<Map<String, Value>, tokio_postgres::Error> {
     let mut map = Map::with_capacity(row.len());
     for (i, col) in row.columns().iter().enumerate() {
-        let JsonCell(v) = row.try_get(i)?;
-        map.insert(col.name().to_owned(), v);
+        let cell: Cell<'_> = row.try_get(i)?;
+        map.insert(col.name().to_owned(), cell.into_value());
     }
     Ok(map)
 }
