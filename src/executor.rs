@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::TextFormat;
 use crate::connection::{ConnectError, DbError, PgConnection, Pool, Pooled, session_problem};
-use crate::value::render::{RenderedRows, RowRenderer};
+use crate::value::render::{self, RenderedRows, RowRenderer};
 use crate::value::{self, TextParam};
 
 /// How the statements of a unit run.
@@ -1328,32 +1328,26 @@ async fn execute(
 /// pretty-printed copy in the text content, escaped into a JSON string, indented up to two
 /// levels deeper (the power's tools nest rows in an object), and the text block's framing.
 pub(crate) fn response_size(row: &Map<String, Value>) -> usize {
-    /// Counts the bytes of the written text once escaped into a JSON string, and its lines.
+    /// Counts the bytes of the written text once escaped into a JSON string, and its lines
+    /// (the renderer's rule: `render::escaped_size`).
     struct Escaped {
         bytes: usize,
         lines: usize,
     }
     impl std::io::Write for Escaped {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            for &b in buf {
-                self.bytes += match b {
-                    b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-                    0..=0x1f => 6,
-                    _ => 1,
-                };
-                self.lines += usize::from(b == b'\n');
-            }
+            let (bytes, lines) = render::escaped_size(buf);
+            self.bytes += bytes;
+            self.lines += lines;
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    /// `{"type":"text","text":""},` around each row's text.
-    const TEXT_BLOCK: usize = 26;
     let mut text = Escaped { bytes: 0, lines: 1 };
     let _ = serde_json::to_writer_pretty(&mut text, row);
-    json_size(row) + text.bytes + 4 * text.lines + TEXT_BLOCK
+    json_size(row) + text.bytes + 4 * text.lines + render::TEXT_BLOCK_FRAME
 }
 
 fn json_size(row: &Map<String, Value>) -> usize {

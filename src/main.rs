@@ -22,6 +22,9 @@ use aurora_dsql_mcp_server::server::DsqlServer;
 use aurora_dsql_mcp_server::stdio::FrontDoor;
 use aurora_dsql_mcp_server::tools::Toolbox;
 
+/// The HTTP runtime's cap on blocking threads (see `main`).
+const BLOCKING_THREADS: usize = 32;
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(args) => args,
@@ -40,10 +43,15 @@ fn main() -> ExitCode {
     // stacks are reserved address space; only the pages a deep statement touches are used.
     let stack = aurora_dsql_mcp_server::policy::CHECK_STACK;
     if http {
-        // A team server: calls from many clients, run on every core.
+        // A team server: calls from many clients, run on every core. The stack size also
+        // applies to tokio's blocking threads (file reads, name lookups, the sandbox's
+        // start), whose default cap of 512 would reserve 32 GiB of address space, and
+        // charge it where the kernel counts commitments strictly; 32 such threads are
+        // plenty for what runs there.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_stack_size(stack)
+            .max_blocking_threads(BLOCKING_THREADS)
             .on_thread_start(aurora_dsql_mcp_server::policy::big_stack_thread)
             .build();
         return match runtime {

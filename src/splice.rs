@@ -131,19 +131,23 @@ impl Placed {
     /// other): `line` with the block marker replaced by the rows' text blocks and the result
     /// marker by the array of row objects.
     pub fn pieces<'a>(&'a self, line: &'a [u8]) -> Vec<&'a [u8]> {
-        let block: [&[u8]; 1] = [&self.rows.blocks];
-        let result: [&[u8]; 3] = [b"[", &self.rows.objects, b"]"];
-        let (first, first_fill, second, second_fill): (_, &[&[u8]], _, &[&[u8]]) =
-            if self.block.start < self.result.start {
-                (&self.block, &block, &self.result, &result)
-            } else {
-                (&self.result, &result, &self.block, &block)
-            };
-        let mut pieces = Vec::with_capacity(7);
+        let blocks = || self.rows.blocks.pieces().collect::<Vec<_>>();
+        let result = || {
+            let mut result = vec![b"[".as_slice()];
+            result.extend(self.rows.objects.pieces());
+            result.push(b"]");
+            result
+        };
+        let (first, first_fill, second, second_fill) = if self.block.start < self.result.start {
+            (&self.block, blocks(), &self.result, result())
+        } else {
+            (&self.result, result(), &self.block, blocks())
+        };
+        let mut pieces = Vec::with_capacity(first_fill.len() + second_fill.len() + 3);
         pieces.push(&line[..first.start]);
-        pieces.extend_from_slice(first_fill);
+        pieces.extend(first_fill);
         pieces.push(&line[first.end..second.start]);
-        pieces.extend_from_slice(second_fill);
+        pieces.extend(second_fill);
         pieces.push(&line[second.end..]);
         pieces
     }

@@ -413,8 +413,19 @@ async fn a_duplicate_id_in_flight_is_refused_and_the_first_still_answered() {
     let waiting = format!(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'aurora-dsql-mcp-server' AND wait_event_type = 'Lock' AND query LIKE '%{table}%'"
     );
+    // Watched from another session: inside the lock holder's transaction,
+    // pg_stat_activity is a snapshot taken at its first read, so a first look before the
+    // insert waited would have seen "not waiting" for good (the flake this test had
+    // under load).
+    let watcher = pg.superuser().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while db.query_one(&waiting, &[]).await.unwrap().get::<_, i64>(0) == 0 {
+    while watcher
+        .query_one(&waiting, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
         if std::time::Instant::now() >= deadline {
             // Say what the server did instead (answered early, or nothing), for a flake.
             let answered = p.read_line_timeout(Duration::from_millis(500));

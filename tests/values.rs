@@ -130,3 +130,48 @@ async fn values_stored_in_a_table_round_trip_through_parameters() {
     let parsed: Value = serde_json::from_str(&text(&r)).expect("valid JSON text");
     assert_eq!(parsed, json!({"f": "NaN", "n": "Infinity"}));
 }
+
+/// An answer of several megabytes (its rows span many of the renderer's 1 MiB pieces)
+/// arrives through the real binary with every row once, in order, each as its object and
+/// as its pretty text.
+#[tokio::test]
+async fn an_answer_of_many_megabytes_holds_every_row_once() {
+    let s = McpSession::for_cluster(
+        shared(),
+        &["--max-rows", "200000", "--max-result-bytes", "1000000000"],
+    )
+    .await;
+    let n = 40_000;
+    let r = s
+        .call(
+            "readonly_query",
+            json!({"sql": format!(
+                "SELECT i, 'line ' || i || E'\\n\"quoted\" é \\\\' AS note, i * 0.5::float8 AS half \
+                 FROM generate_series(1, {n}) i"
+            )}),
+        )
+        .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let expected: Vec<Value> = (1..=n)
+        .map(|i| json!({"i": i, "note": format!("line {i}\n\"quoted\" é \\"), "half": f64::from(i) * 0.5}))
+        .collect();
+    let structured = structured(&r);
+    let got = structured["result"].as_array().unwrap();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == &expected, "the rows differ from the generated ones");
+    assert_eq!(
+        structured.as_object().unwrap().len(),
+        1,
+        "no truncation note"
+    );
+    assert_eq!(r.content.len(), expected.len());
+    for (block, row) in r.content.iter().zip(&expected) {
+        assert_eq!(
+            block.as_text().unwrap().text,
+            serde_json::to_string_pretty(row).unwrap()
+        );
+    }
+    let wire = serde_json::to_vec(&structured).unwrap().len();
+    // The objects alone fill three pieces, the text blocks more.
+    assert!(wire > 2 << 20, "only {wire} bytes: not several pieces");
+}
