@@ -1613,21 +1613,22 @@ fn render(
     let both = |ours: Option<Rows>, reference: Option<Rows>, target: f64| {
         let rec = faster(received(ours), received(reference));
         let par = faster(parsed(ours), parsed(reference));
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         // What the client alone spends on our answer (parsed − received), against what the
         // target leaves for the whole call (the reference's parsed time ÷ the target): when
         // the first is larger, no server can meet the target measured through this client.
         let reach = match (parsed(ours), received(ours), parsed(reference)) {
             (Some(p), Some(r), Some(theirs)) if par.is_some_and(|x| x < target) => {
-                let client = ms(p.median.saturating_sub(r.median));
-                let budget = ms(theirs.median) / target;
+                let client = p.median.saturating_sub(r.median);
+                let budget = theirs.median.div_f64(target);
+                let (client_ms, budget_ms) = (ms(client), ms(budget));
                 if client >= budget {
                     format!(
-                        " (rmcp's parse alone takes {client:.2} ms of it, over the {budget:.2} ms                          the target allows: out of reach for any server measured this way)"
+                        " (rmcp's parse alone takes {client_ms} of it, over the {budget_ms} the \
+                         target allows: out of reach for any server measured this way)"
                     )
                 } else {
                     format!(
-                        " (rmcp's parse takes {client:.2} ms of it; the target allows {budget:.2} ms)"
+                        " (rmcp's parse takes {client_ms} of it; the target allows {budget_ms})"
                     )
                 }
             }
