@@ -250,17 +250,8 @@ async fn serve(
             return ExitCode::SUCCESS;
         }
     };
-    // `initialize` has been answered; now load what the first tool call would otherwise
-    // pay for: the SQL policy's catalog and the AWS SDK configuration (profiles, the
-    // credential chain; its HTTP client reads no trust roots, `sdk_http`). Database TLS
-    // takes its randomness from the OS (`connection::tls::provider`), so there is no
-    // generator to seed.
-    tokio::spawn(async move {
-        aurora_dsql_mcp_server::policy::warm();
-        for executor in warm {
-            executor.pool().manager().minter().warm().await;
-        }
-    });
+    // `initialize` has been answered.
+    warm_up(warm);
     let cancel = running.cancellation_token();
     let waiting = running.waiting();
     tokio::pin!(waiting);
@@ -318,12 +309,7 @@ async fn serve_http(
             return ExitCode::from(1);
         }
     };
-    tokio::spawn(async move {
-        aurora_dsql_mcp_server::policy::warm();
-        for executor in warm {
-            executor.pool().manager().minter().warm().await;
-        }
-    });
+    warm_up(warm);
     match listener.serve(stop.signalled()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -331,6 +317,19 @@ async fn serve_http(
             ExitCode::from(1)
         }
     }
+}
+
+/// Loads, in the background, what the first tool call would otherwise pay for: the SQL
+/// policy's catalog and each cluster's AWS SDK configuration (profiles, the credential
+/// chain; its HTTP client reads no trust roots, `sdk_http`). Database TLS takes its
+/// randomness from the OS (`connection::tls::provider`), so there is no generator to seed.
+fn warm_up(executors: Vec<std::sync::Arc<aurora_dsql_mcp_server::executor::Executor>>) {
+    tokio::spawn(async move {
+        aurora_dsql_mcp_server::policy::warm();
+        for executor in executors {
+            executor.pool().manager().minter().warm().await;
+        }
+    });
 }
 
 /// How long the calls in flight get to stop (cancel, roll back, answer) before the process

@@ -427,7 +427,6 @@ impl RowRenderer {
         blocks.push(b'"');
         blocks.extend_from_slice(BLOCK_CLOSE);
         *count += 1;
-        // The block's frame and quotes, and the comma between items.
         Ok(json_bytes + text_bytes + 4 * lines + TEXT_BLOCK_FRAME)
     }
 }
